@@ -1,0 +1,94 @@
+// Package store is Keygate's key database: key records, grants and the
+// change feed that keeps every replica's cache current. SQLite (embedded,
+// the default) and PostgreSQL implement the same DB interface and pass the
+// same test suite.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keygate/keygate/keys"
+)
+
+// Errors callers check with errors.Is. Any other error is a technical
+// failure (database down, timeout) and must never be read as "unknown key".
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a key with the same hash (or id) exists already.
+	ErrConflict = errors.New("store: already exists")
+	// ErrRevoked: the operation needs an active key and the key is revoked.
+	ErrRevoked = errors.New("store: key is revoked")
+)
+
+// ListFilter selects keys for listing. Results are ordered by ID.
+type ListFilter struct {
+	Tenant         string // empty: all tenants
+	IncludeRevoked bool
+	After          string // ID cursor: only keys with ID > After
+	Limit          int    // 0: no limit
+}
+
+// Changes is one page of the change feed: every key and grant written with
+// a version greater than the one asked for, in version order.
+type Changes struct {
+	Keys   []keys.Record
+	Grants []keys.Grant
+	// Version is the highest version in this page, or the one asked for
+	// when the page is empty; pass it to the next Changes call.
+	Version int64
+	// More is set when limit cut the page short.
+	More bool
+}
+
+// DB is the key database. Every write bumps the written row's Version from
+// one monotonic sequence shared by keys and grants (TouchLastUsed excepted:
+// it is bookkeeping, not a change any cache must see).
+type DB interface {
+	// Migrate brings the schema up to date; safe to run from several
+	// processes at once.
+	Migrate(ctx context.Context) error
+	Ping(ctx context.Context) error
+	Close() error
+
+	KeyByHash(ctx context.Context, h keys.Hash) (keys.Record, error)
+	KeyByID(ctx context.Context, id string) (keys.Record, error)
+	ListKeys(ctx context.Context, f ListFilter) ([]keys.Record, error)
+	// ActiveKeys pages through keys that are neither revoked nor expired
+	// at now, ordered by ID, for warming a cache.
+	ActiveKeys(ctx context.Context, now time.Time, afterID string, limit int) ([]keys.Record, error)
+	// InsertKey stores a new key; ErrConflict if its hash or ID exists.
+	InsertKey(ctx context.Context, r keys.Record) (keys.Record, error)
+	// RevokeKey sets revoked_at (once: revoking a revoked key returns it
+	// unchanged with ErrRevoked). ErrNotFound for an unknown id.
+	RevokeKey(ctx context.Context, id string, at time.Time) (keys.Record, error)
+	// SetExpiry changes a key's expires_at (zero: never).
+	SetExpiry(ctx context.Context, id string, at time.Time) (keys.Record, error)
+	// RollKey, in one transaction, inserts next (same lineage as old) and
+	// marks old as rolled (RolledAt=now, ReplacedBy=next.ID,
+	// ExpiresAt=oldExpires unless old already expires sooner).
+	RollKey(ctx context.Context, oldID string, next keys.Record, now, oldExpires time.Time) (old, created keys.Record, err error)
+	// TouchLastUsed records use times by key ID, never moving one back.
+	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
+
+	// SetGrant creates or replaces the grant for (Tenant, Org).
+	SetGrant(ctx context.Context, g keys.Grant) (keys.Grant, error)
+	// RevokeGrant ends a grant; ErrNotFound if none is in force.
+	RevokeGrant(ctx context.Context, tenant, org string, at time.Time) (keys.Grant, error)
+	// ListGrants lists grants in force, for one tenant or (empty) all.
+	ListGrants(ctx context.Context, tenant string) ([]keys.Grant, error)
+
+	// Changes returns up to limit changed keys and grants after version.
+	Changes(ctx context.Context, after int64, limit int) (Changes, error)
+	// Version is the newest version written so far.
+	Version(ctx context.Context) (int64, error)
+}
+
+// Notifier is implemented by databases that can push change notices
+// (PostgreSQL LISTEN/NOTIFY). Listen blocks until ctx ends, reconnecting by
+// itself; it calls changed after every notice and after every (re)connect,
+// so the caller catches up on whatever it missed while disconnected.
+type Notifier interface {
+	Listen(ctx context.Context, changed func()) error
+}
