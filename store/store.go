@@ -20,6 +20,9 @@ var (
 	ErrConflict = errors.New("store: already exists")
 	// ErrRevoked: the operation needs an active key and the key is revoked.
 	ErrRevoked = errors.New("store: key is revoked")
+	// ErrRolled: RollKey was asked to roll a key that a roll already
+	// replaced; roll its replacement instead.
+	ErrRolled = errors.New("store: key was already rolled")
 )
 
 // ListFilter selects keys for listing. Results are ordered by ID.
@@ -49,14 +52,16 @@ type DB interface {
 	// Migrate brings the schema up to date; safe to run from several
 	// processes at once.
 	Migrate(ctx context.Context) error
+	// Ping checks that the database answers, for readiness probes.
 	Ping(ctx context.Context) error
+	// Close releases the connections; the DB is unusable afterwards.
 	Close() error
 
 	KeyByHash(ctx context.Context, h keys.Hash) (keys.Record, error)
 	KeyByID(ctx context.Context, id string) (keys.Record, error)
 	ListKeys(ctx context.Context, f ListFilter) ([]keys.Record, error)
 	// ActiveKeys pages through keys that are neither revoked nor expired
-	// at now, ordered by ID, for warming a cache.
+	// at now, ordered by ID, for warming a cache (limit <= 0: no limit).
 	ActiveKeys(ctx context.Context, now time.Time, afterID string, limit int) ([]keys.Record, error)
 	// InsertKey stores a new key; ErrConflict if its hash or ID exists.
 	InsertKey(ctx context.Context, r keys.Record) (keys.Record, error)
@@ -79,9 +84,14 @@ type DB interface {
 	// ListGrants lists grants in force, for one tenant or (empty) all.
 	ListGrants(ctx context.Context, tenant string) ([]keys.Grant, error)
 
-	// Changes returns up to limit changed keys and grants after version.
+	// Changes returns up to limit changed keys and grants after version
+	// (limit <= 0: all of them), read from one consistent snapshot. A
+	// poller that passes each page's Version to its next call sees every
+	// write exactly once or a later write of the same row.
 	Changes(ctx context.Context, after int64, limit int) (Changes, error)
-	// Version is the newest version written so far.
+	// Version is the newest version written so far (committed and
+	// visible to Changes): a cache that reads Version before loading keys
+	// and then polls Changes from it misses nothing.
 	Version(ctx context.Context) (int64, error)
 }
 

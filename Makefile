@@ -1,0 +1,47 @@
+# Keygate's build and test entry points. `make test` is what CI runs.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 30s
+PKGS        := ./...
+
+.PHONY: all build test vet lint fuzz fuzz-ci bench services run
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/keygate ./cmd/keygate
+
+## vet: formatting, go vet and staticcheck.
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+## test: vet, then every test with the race detector against the real
+## PostgreSQL and Redis (KEYGATE_TEST_DATABASE_URL, KEYGATE_TEST_REDIS_URL).
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) fuzz-ci
+
+## fuzz-ci: each fuzz target briefly, as CI does.
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## fuzz: each fuzz target for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/keygate-fuzz.log 2>&1 || { cat /tmp/keygate-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+## bench: the Go benchmarks of the hot path.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./extauthz/ ./limits/ ./keys/ ./policy/ ./cache/
+
+## run: the server on the embedded defaults.
+run:
+	$(GO) run ./cmd/keygate serve

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/keys"
+	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/usage"
+)
+
+// authzService is the name Envoy's gRPC health checks may ask about.
+const authzService = "envoy.service.auth.v3.Authorization"
+
+func cmdServe(ctx context.Context, args []string, e env) error {
+	fs := newFlags("serve", e)
+	cfgPath := configFlag(fs, e)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, e.stderr)
+	return serve(ctx, cfg, log, nil)
+}
+
+// serve runs Keygate until ctx ends. started, if set, receives the bound
+// addresses (tests listen on port 0).
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started func(grpcAddr, httpAddr net.Addr)) error {
+	db, err := openDB(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("opening the key database: %w", err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrating the key database: %w", err)
+	}
+	formats, err := buildFormats(cfg)
+	if err != nil {
+		return err
+	}
+	pol, err := buildPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	lim, err := limits.New(limitsConfig(cfg), log)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer lim.Close()
+	if cfg.Redis.URL == "" {
+		log.Warn("no redis.url configured: rate limits are kept in this process only, correct for a single replica")
+	}
+	kc, err := cache.New(cache.Config{
+		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
+		QueryTimeout: cfg.Database.Timeout, WarmStart: cfg.Cache.WarmStart,
+	}, db, log)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	rec, err := usage.New(usage.Config{FlushInterval: cfg.Database.LastUsedFlush, Timeout: cfg.Database.Timeout}, db, log)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := extauthz.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	if err := registerStateMetrics(reg, kc, lim); err != nil {
+		return err
+	}
+	srv, err := extauthz.New(extauthz.Config{
+		Formats: formats, Hasher: keys.NewHasher([]byte(cfg.Database.Pepper)), Policy: pol,
+		Headers: extauthz.HeaderNames{
+			Auth: cfg.Auth.Header, Org: cfg.Organization.Header,
+			KeyID: cfg.Headers.KeyID, Tenant: cfg.Headers.Tenant, OrgOut: cfg.Headers.Org,
+			Env: cfg.Headers.Env, Scopes: cfg.Headers.Scopes, Plan: cfg.Headers.Plan,
+		},
+		Realm: cfg.Auth.Realm,
+	}, kc, lim, rec, metrics, log)
+	if err != nil {
+		return err
+	}
+
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	srv.Register(gs)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	for _, name := range []string{"", authzService} {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := readiness(kc)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	glis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc_addr: %w", err)
+	}
+	hlis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		glis.Close()
+		return fmt.Errorf("http_addr: %w", err)
+	}
+	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
+		slog.String("database", dbKind(cfg.Database.URL)), slog.Bool("redis", cfg.Redis.URL != ""))
+	if started != nil {
+		started(glis.Addr(), hlis.Addr())
+	}
+
+	// Background work outlives the listeners: it stops only after in-flight
+	// Checks have drained, so their last_used_at writes are flushed.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bgGroup errgroup.Group
+	bgGroup.Go(func() error { return kc.Run(bg) })
+	bgGroup.Go(func() error { return rec.Run(bg) })
+	bgGroup.Go(func() error { return lim.Run(bg) })
+	if n, ok := db.(store.Notifier); ok {
+		bgGroup.Go(func() error { return n.Listen(bg, kc.Notify) })
+	}
+	bgGroup.Go(func() error { return followReadiness(bg, kc, hs) })
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gs.Serve(glis) })
+	g.Go(func() error {
+		if err := hsrv.Serve(hlis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: draining in-flight checks", slog.Duration("timeout", cfg.ShutdownTimeout))
+		hs.Shutdown() // health reports NOT_SERVING so proxies stop sending
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		timer := time.NewTimer(cfg.ShutdownTimeout)
+		defer timer.Stop()
+		select {
+		case <-stopped:
+		case <-timer.C:
+			log.Warn("shutdown timeout: closing remaining connections")
+			gs.Stop()
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		return hsrv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	stopBG()
+	if bgErr := bgGroup.Wait(); bgErr != nil {
+		log.Error("flushing on shutdown", slog.Any("error", bgErr))
+		if err == nil {
+			err = bgErr
+		}
+	}
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	log.Info("keygate stopped")
+	return err
+}
+
+// readiness says whether Checks can be answered from a loaded cache.
+func readiness(kc *cache.Cache) (bool, string) {
+	switch {
+	case !kc.Ready():
+		return false, "not ready: loading the key cache (is the key database reachable?)"
+	case !kc.DBUp():
+		return true, "ready: key database unreachable, serving cached keys (unknown keys get 503)"
+	}
+	return true, "ready"
+}
+
+// followReadiness flips gRPC health to SERVING once the cache is loaded.
+func followReadiness(ctx context.Context, kc *cache.Cache, hs *health.Server) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if kc.Ready() {
+				for _, name := range []string{"", authzService} {
+					hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+				}
+				return nil
+			}
+		}
+	}
+}
+
+func dbKind(url string) string {
+	if len(url) >= 7 && url[:7] == "sqlite:" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// registerStateMetrics exposes the cache's and limiter's state.
+func registerStateMetrics(reg prometheus.Registerer, kc *cache.Cache, lim *limits.Limiter) error {
+	counter := func(name, help string, f func(cache.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(kc.Stats())) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	cs := []prometheus.Collector{
+		counter("keygate_cache_hits_total", "Key lookups answered from the cache.", func(s cache.Stats) uint64 { return s.Hits }),
+		counter("keygate_cache_misses_total", "Key lookups that went to the key database.", func(s cache.Stats) uint64 { return s.Misses }),
+		counter("keygate_cache_negative_hits_total", "Lookups of unknown keys answered from the cache.", func(s cache.Stats) uint64 { return s.NegativeHits }),
+		counter("keygate_cache_stale_serves_total", "Cached keys served while the key database was unreachable.", func(s cache.Stats) uint64 { return s.StaleServes }),
+		counter("keygate_database_errors_total", "Failed calls to the key database.", func(s cache.Stats) uint64 { return s.DBErrors }),
+		gauge("keygate_database_up", "1 when the key database answered the last refresh.", func() float64 { return b(kc.DBUp()) }),
+		gauge("keygate_cache_ready", "1 once the first cache load is done.", func() float64 { return b(kc.Ready()) }),
+		gauge("keygate_cache_refresh_lag_seconds", "Seconds since the change feed was last read.", func() float64 {
+			if t := kc.Stats().LastRefresh; !t.IsZero() {
+				return time.Since(t).Seconds()
+			}
+			return 0
+		}),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keygate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Load("", envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != ":9191" || cfg.HTTPAddr != ":9090" || cfg.Database.URL != "sqlite:keygate.db" || cfg.Redis.URL != "" {
+		t.Errorf("defaults differ from DESIGN.md: %+v", cfg)
+	}
+	if cfg.Database.PollInterval != 2*time.Second || cfg.Limits.OnRedisError != "local" || cfg.Organization.Header != "x-organization-id" {
+		t.Errorf("defaults differ from DESIGN.md: %+v", cfg)
+	}
+}
+
+func TestExampleFileMatchesDefaults(t *testing.T) {
+	cfg, err := Load("../keygate.example.yaml", envOf(nil))
+	if err != nil {
+		t.Fatalf("the shipped example must load: %v", err)
+	}
+	def := Default()
+	if cfg.GRPCAddr != def.GRPCAddr || cfg.Database != def.Database || cfg.Redis != def.Redis || cfg.Cache != def.Cache ||
+		cfg.Headers != def.Headers || cfg.Auth != def.Auth || cfg.Organization != def.Organization || cfg.Limits != def.Limits {
+		t.Errorf("keygate.example.yaml must show the defaults:\n got %+v\nwant %+v", cfg, def)
+	}
+	if len(cfg.Plans) != len(def.Plans) {
+		t.Errorf("example plans %v, defaults %v", cfg.Plans, def.Plans)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := Load("", envOf(map[string]string{
+		"KEYGATE_GRPC_ADDR":              "127.0.0.1:7000",
+		"KEYGATE_HTTP_ADDR":              ":7001",
+		"KEYGATE_DATABASE_URL":           "postgres://u@h/db",
+		"KEYGATE_REDIS_URL":              "redis://127.0.0.1:6379/0",
+		"KEYGATE_ADMIN_TOKEN":            "s3cret",
+		"KEYGATE_DATABASE_POLL_INTERVAL": "500ms",
+		"KEYGATE_ORGANIZATION_REQUIRED":  "true",
+		"KEYGATE_CACHE_MAX_KEYS":         "42",
+		"KEYGATE_PLANS":                  `{test: [{limit: 5, period: 1m}], live: [{limit: 9, period: 1h}]}`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != "127.0.0.1:7000" || cfg.HTTPAddr != ":7001" || cfg.Database.URL != "postgres://u@h/db" ||
+		cfg.Redis.URL != "redis://127.0.0.1:6379/0" || cfg.Admin.Token != "s3cret" || cfg.Database.PollInterval != 500*time.Millisecond ||
+		!cfg.Organization.Required || cfg.Cache.MaxKeys != 42 || len(cfg.Plans) != 2 || cfg.Plans["test"][0].Limit != 5 {
+		t.Errorf("overrides not applied: %+v", cfg)
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	p := writeFile(t, "grpc_addr: ':8000'\nplans:\n  gold: [{limit: 1, period: 1s}]\n  test: [{limit: 2, period: 1m}]\n  live: [{limit: 3, period: 1h}]\n")
+	cfg, err := Load(p, envOf(map[string]string{"KEYGATE_GRPC_ADDR": ":8001"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != ":8001" {
+		t.Errorf("env must win over the file: %s", cfg.GRPCAddr)
+	}
+	if _, ok := cfg.Plans["standard"]; ok || len(cfg.Plans) != 3 {
+		t.Errorf("plans in the file must replace the defaults, got %v", cfg.Plans)
+	}
+	if cfg.HTTPAddr != ":9090" {
+		t.Errorf("unset fields keep defaults, got %s", cfg.HTTPAddr)
+	}
+}
+
+func TestLoadErrorsNameTheField(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown top-level field", "grpc_adr: ':1'\n", nil, "field grpc_adr not found"},
+		{"unknown nested field", "database:\n  urll: x\n", nil, "field urll not found"},
+		{"bad duration", "database:\n  poll_interval: soon\n", nil, "poll_interval"},
+		{"zero poll", "database:\n  poll_interval: 0s\n", nil, "database.poll_interval"},
+		{"bad addr", "grpc_addr: nope\n", nil, "grpc_addr"},
+		{"bad db url", "database:\n  url: mysql://x\n", nil, "database.url"},
+		{"bad mode", "limits:\n  on_redis_error: maybe\n", nil, "limits.on_redis_error"},
+		{"bad env", "key_formats: [{prefix: sk_, env: prod}]\n", nil, "key_formats[0].env"},
+		{"plan missing for env", "plans:\n  gold: [{limit: 1, period: 1s}]\n", nil, `no plan named "live"`},
+		{"bad window", "plans:\n  test: [{limit: 0, period: 1h}]\n  live: [{limit: 1, period: 1h}]\n", nil, "plans.test[0].limit"},
+		{"sub-second period", "plans:\n  test: [{limit: 1, period: 10ms}]\n  live: [{limit: 1, period: 1h}]\n", nil, "plans.test[0].period"},
+		{"bad header", "headers:\n  key_id: 'x key'\n", nil, "headers.key_id"},
+		{"duplicate header", "headers:\n  key_id: x-a\n  tenant: x-a\n", nil, "also used by"},
+		{"bad scope form", "scopes:\n  form: scope\n", nil, "scopes.form"},
+		{"bad env var duration", "", map[string]string{"KEYGATE_DATABASE_TIMEOUT": "fast"}, "KEYGATE_DATABASE_TIMEOUT"},
+		{"bad env var bool", "", map[string]string{"KEYGATE_ORGANIZATION_REQUIRED": "yes please"}, "KEYGATE_ORGANIZATION_REQUIRED"},
+		{"not yaml", "{{{", nil, "keygate.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = writeFile(t, c.file)
+			}
+			_, err := Load(path, envOf(c.env))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Load: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("grpc_addr: ':1'\n")
+	f.Add("plans:\n  test: [{limit: 1, period: 1s}]\n  live: [{limit: 1, period: 1h}]\n")
+	f.Add("routes: [{methods: [GET], path: /a/**, scopes: [a:read]}]\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "k.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(p, envOf(nil))
+		if err != nil {
+			return
+		}
+		// Property: whatever loads is valid.
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("loaded config fails validation: %v", err)
+		}
+	})
+}

@@ -1,0 +1,266 @@
+// Package extauthz answers Envoy's ext_authz Check: it maps a CheckRequest
+// to a Request, decides by key, route, organization, scope and rate limit,
+// and renders the Decision as a CheckResponse. A denial is a response; a
+// gRPC error means a real internal failure.
+package extauthz
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/keys"
+	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/policy"
+)
+
+// keyLookup resolves a hashed key. *cache.Cache implements it.
+type keyLookup interface {
+	Lookup(ctx context.Context, h keys.Hash) (keys.Record, error)
+	Grant(tenant, org string) (keys.Grant, bool)
+}
+
+var _ keyLookup = (*cache.Cache)(nil)
+
+// limiter spends one request of a key's plan. *limits.Limiter implements it.
+type limiter interface {
+	Allow(ctx context.Context, bucket, plan string) (limits.Result, error)
+	Plan(name string) ([]limits.Window, bool)
+}
+
+var _ limiter = (*limits.Limiter)(nil)
+
+// usageRecorder notes that a key was used; writes are batched elsewhere.
+type usageRecorder interface {
+	Touch(id string, at time.Time)
+}
+
+// HeaderNames are the headers Keygate reads and injects.
+type HeaderNames struct {
+	Auth, Org                                string // read
+	KeyID, Tenant, OrgOut, Env, Scopes, Plan string // injected
+}
+
+// Config is what the server needs besides its collaborators.
+type Config struct {
+	Formats *keys.Formats
+	Hasher  *keys.Hasher
+	Policy  *policy.Policy
+	Headers HeaderNames
+	Realm   string
+	// UnavailableRetry is the Retry-After sent with 503s.
+	UnavailableRetry time.Duration
+	Now              func() time.Time // nil: time.Now
+}
+
+// Server decides Checks. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	keys    keyLookup
+	lim     limiter
+	usage   usageRecorder
+	log     *slog.Logger
+	names   headerNames
+	metrics *Metrics
+	ids     idGen
+	www     wwwAuth
+	// policies holds the RateLimit-Policy value of each plan, rendered once.
+	policies map[string]string
+}
+
+// New builds a Server. metrics may be nil.
+func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics, log *slog.Logger) (*Server, error) {
+	switch {
+	case cfg.Formats == nil || cfg.Hasher == nil || cfg.Policy == nil:
+		return nil, errors.New("extauthz: Formats, Hasher and Policy are required")
+	case kl == nil || lim == nil || usage == nil || log == nil:
+		return nil, errors.New("extauthz: key lookup, limiter, usage recorder and logger are required")
+	case cfg.Headers.Auth == "" || cfg.Headers.Org == "":
+		return nil, errors.New("extauthz: Headers.Auth and Headers.Org are required")
+	case cfg.Realm == "":
+		return nil, errors.New("extauthz: Realm is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.UnavailableRetry < time.Second {
+		cfg.UnavailableRetry = time.Second
+	}
+	var prefix [6]byte
+	if _, err := rand.Read(prefix[:]); err != nil {
+		return nil, fmt.Errorf("extauthz: seeding request ids: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, keys: kl, lim: lim, usage: usage, log: log, metrics: m,
+		ids:      idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
+		www:      newWWWAuth(cfg.Realm),
+		policies: map[string]string{},
+	}
+	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}}
+	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {
+		s.names.injected[h] = true
+	}
+	return s, nil
+}
+
+// Decision is the outcome of one request, ready to render.
+type Decision struct {
+	Code      Code
+	Detail    string // appended to the code's message (the missing scope)
+	RequestID string
+	Route     string
+	// Key is set once the key is known (valid or not active).
+	Key    *keys.Record
+	Org    string
+	Scopes []string // effective scopes
+	Plan   string
+	// Rate is set once the limiter answered.
+	Rate       *limits.Result
+	RetryAfter time.Duration
+	TokenSent  bool
+	Strip      []string
+	Now        time.Time
+}
+
+// Allowed reports whether the request may go on.
+func (d *Decision) Allowed() bool { return d.Code == CodeOK }
+
+// Decide runs the whole decision for one request.
+func (s *Server) Decide(ctx context.Context, r *Request) Decision {
+	d := Decision{RequestID: validRequestID(r.RequestID), Strip: r.Strip, Now: s.cfg.Now()}
+	if d.RequestID == "" {
+		d.RequestID = s.ids.next()
+	}
+	d.Code = s.decide(ctx, r, &d)
+	return d
+}
+
+func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
+	switch {
+	case r.AuthCount == 0:
+		return CodeMissingAPIKey
+	case r.AuthCount > 1:
+		return CodeMalformedAuthorization
+	}
+	token, ok := bearer(r.Authorization)
+	if !ok {
+		return CodeMalformedAuthorization
+	}
+	d.TokenSent = true
+	if _, err := s.cfg.Formats.Parse(token); err != nil {
+		return CodeInvalidAPIKey
+	}
+	rec, err := s.keys.Lookup(ctx, s.cfg.Hasher.Sum(token))
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		return CodeInvalidAPIKey
+	case err != nil:
+		s.log.LogAttrs(ctx, slog.LevelWarn, "key lookup failed", slog.String("request_id", d.RequestID), slog.Any("error", err))
+		d.RetryAfter = s.cfg.UnavailableRetry
+		return CodeUnavailable
+	}
+	d.Key = &rec
+	switch rec.Status(d.Now) {
+	case keys.StatusRevoked:
+		return CodeAPIKeyRevoked
+	case keys.StatusExpired:
+		return CodeAPIKeyExpired
+	}
+	s.usage.Touch(rec.ID, d.Now)
+
+	m, err := s.cfg.Policy.Match(r.Method, r.Path, r.Extensions)
+	if err != nil {
+		// Context extensions come from the proxy's config, not the client:
+		// a bad one is an operator's mistake, reported as unavailable.
+		s.log.LogAttrs(ctx, slog.LevelError, "bad context_extensions from proxy", slog.String("request_id", d.RequestID), slog.Any("error", err))
+		d.RetryAfter = s.cfg.UnavailableRetry
+		return CodeUnavailable
+	}
+	if !m.Found {
+		return CodeRouteNotFound
+	}
+	d.Route = m.Route
+
+	switch {
+	case r.OrgCount > 1:
+		return CodeInvalidOrganization
+	case r.OrgCount == 0:
+		if m.OrgRequired {
+			return CodeMissingOrganization
+		}
+		d.Org = rec.Tenant
+	case !policy.ValidOrg(r.Org):
+		return CodeInvalidOrganization
+	default:
+		d.Org = r.Org
+	}
+	d.Scopes = rec.Scopes
+	if d.Org != rec.Tenant {
+		g, ok := s.keys.Grant(rec.Tenant, d.Org)
+		if !ok {
+			return CodeOrganizationForbidden
+		}
+		d.Scopes = s.cfg.Policy.Effective(rec.Scopes, g.Scopes)
+	}
+	if missing, ok := s.cfg.Policy.Missing(d.Scopes, m.Scopes); ok {
+		d.Detail = missing
+		return CodeInsufficientScope
+	}
+
+	d.Plan = rec.Plan
+	if d.Plan == "" {
+		d.Plan = string(rec.Env)
+	}
+	bucket := rec.Lineage
+	if bucket == "" {
+		bucket = rec.ID
+	}
+	res, err := s.lim.Allow(ctx, bucket, d.Plan)
+	if err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, limits.ErrUnknownPlan) {
+			level = slog.LevelError
+		}
+		s.log.LogAttrs(ctx, level, "rate limiter failed", slog.String("request_id", d.RequestID), slog.String("plan", d.Plan), slog.Any("error", err))
+		d.RetryAfter = s.cfg.UnavailableRetry
+		return CodeUnavailable
+	}
+	d.Rate = &res
+	if !res.Allowed {
+		d.RetryAfter = res.RetryAfter
+		return CodeRateLimited
+	}
+	return CodeOK
+}
+
+// idGen makes request ids when the proxy sent none: a per-process random
+// prefix and a counter, unique without a syscall per request.
+type idGen struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func (g *idGen) next() string {
+	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+// validRequestID keeps a client-supplied id only if it is short, printable
+// ASCII: it is echoed in bodies and logs.
+func validRequestID(id string) string {
+	if len(id) == 0 || len(id) > 128 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e || id[i] == '"' || id[i] == '\\' {
+			return ""
+		}
+	}
+	return id
+}

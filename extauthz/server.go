@@ -1,0 +1,80 @@
+package extauthz
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+)
+
+var _ authv3.AuthorizationServer = (*grpcServer)(nil)
+
+// grpcServer adapts Server to the generated gRPC interface.
+type grpcServer struct {
+	authv3.UnimplementedAuthorizationServer
+	s *Server
+}
+
+// Register serves s as envoy.service.auth.v3.Authorization on g.
+func (s *Server) Register(g *grpc.Server) {
+	authv3.RegisterAuthorizationServer(g, &grpcServer{s: s})
+}
+
+// Check is the ext_authz entry point. Every outcome, denials included, is
+// a CheckResponse; it returns an error only if the context is done.
+func (g *grpcServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return g.s.Check(ctx, req)
+}
+
+// Check decides one CheckRequest.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	r := s.names.fromCheck(req)
+	d := s.Decide(ctx, &r)
+	resp := s.toCheckResponse(&d)
+	s.finish(ctx, &r, &d, start)
+	return resp, nil
+}
+
+// finish counts and logs one decision: one line, never the key.
+func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time.Time) {
+	elapsed := time.Since(start)
+	s.metrics.observe(d.Code, elapsed.Seconds())
+	level := slog.LevelInfo
+	if d.Code == CodeUnavailable {
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	decision := "allow"
+	if d.Code != CodeOK {
+		decision = "deny"
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("decision", decision),
+		slog.String("code", d.Code.String()),
+		slog.String("request_id", d.RequestID),
+		slog.String("method", r.Method),
+		slog.String("path", truncate(r.Path, 256)),
+		slog.String("route", d.Route),
+		slog.Duration("latency", elapsed),
+	)
+	if d.Key != nil {
+		attrs = append(attrs, slog.String("key_id", d.Key.ID), slog.String("key_prefix", d.Key.Prefix), slog.String("tenant", d.Key.Tenant))
+	}
+	if d.Org != "" {
+		attrs = append(attrs, slog.String("org", d.Org))
+	}
+	s.log.LogAttrs(ctx, level, "decision", attrs...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/keys"
+)
+
+// Names shared by both schemas.
+const (
+	// NotifyChannel is the PostgreSQL channel every write transaction
+	// notifies, with the new version as payload.
+	NotifyChannel = "keygate_changes"
+)
+
+// dbTime converts a time for storage: UTC, truncated to the microsecond
+// both databases keep, so that what is written reads back identically.
+func dbTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// orNow returns t, or the current time when t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return dbTime(time.Now())
+	}
+	return dbTime(t)
+}
+
+// scopesOrEmpty returns s, or an empty non-nil slice for nil.
+func scopesOrEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// prepareKey validates a record for insertion and normalises it as it will
+// be stored: times in UTC at microsecond precision, CreatedAt defaulted to
+// now, Lineage defaulted to the key's own ID, scopes never nil.
+func prepareKey(r keys.Record) (keys.Record, error) {
+	if r.ID == "" {
+		return r, errors.New("store: key record has no ID")
+	}
+	if r.Hash == (keys.Hash{}) {
+		return r, fmt.Errorf("store: key record %s has an all-zero hash", r.ID)
+	}
+	if r.Lineage == "" {
+		r.Lineage = r.ID
+	}
+	r.CreatedAt = orNow(r.CreatedAt)
+	r.ExpiresAt = dbTime(r.ExpiresAt)
+	r.RevokedAt = dbTime(r.RevokedAt)
+	r.LastUsedAt = dbTime(r.LastUsedAt)
+	r.RolledAt = dbTime(r.RolledAt)
+	r.Scopes = append([]string{}, r.Scopes...)
+	return r, nil
+}
+
+// prepareGrant validates a grant for SetGrant and normalises it.
+func prepareGrant(g keys.Grant) (keys.Grant, error) {
+	if g.Tenant == "" || g.Org == "" {
+		return g, fmt.Errorf("store: grant needs a tenant and an organization, got tenant %q org %q", g.Tenant, g.Org)
+	}
+	g.UpdatedAt = orNow(g.UpdatedAt)
+	if g.CreatedAt.IsZero() {
+		g.CreatedAt = g.UpdatedAt
+	}
+	g.CreatedAt = dbTime(g.CreatedAt)
+	g.RevokedAt = dbTime(g.RevokedAt)
+	g.Scopes = append([]string{}, g.Scopes...)
+	return g, nil
+}
+
+// rollOld computes the rolled-over key's new state: RollKey's rules.
+func rollOld(old keys.Record, nextID string, now, oldExpires time.Time) keys.Record {
+	old.RolledAt = orNow(now)
+	old.ReplacedBy = nextID
+	oldExpires = dbTime(oldExpires)
+	if !oldExpires.IsZero() && (old.ExpiresAt.IsZero() || oldExpires.Before(old.ExpiresAt)) {
+		old.ExpiresAt = oldExpires
+	}
+	return old
+}
+
+// mergeChanges builds a Changes page from keys and grants, each already in
+// version order and each fetched with up to limit+1 rows (limit <= 0: all).
+func mergeChanges(after int64, limit int, ks []keys.Record, gs []keys.Grant) Changes {
+	ch := Changes{Version: after, Keys: []keys.Record{}, Grants: []keys.Grant{}}
+	i, j := 0, 0
+	for i < len(ks) || j < len(gs) {
+		if limit > 0 && i+j == limit {
+			ch.More = true
+			break
+		}
+		if j == len(gs) || (i < len(ks) && ks[i].Version < gs[j].Version) {
+			ch.Keys = append(ch.Keys, ks[i])
+			ch.Version = ks[i].Version
+			i++
+		} else {
+			ch.Grants = append(ch.Grants, gs[j])
+			ch.Version = gs[j].Version
+			j++
+		}
+	}
+	return ch
+}
+
+// errRolled is returned (wrapping ErrRolled) by RollKey for a key that was
+// rolled already.
+func errRolled(id, by string) error {
+	return fmt.Errorf("%w: key %s was already replaced by %s", ErrRolled, id, by)
+}
+
+// revoke marks r revoked at at (zero: now), once.
+func revoke(r *keys.Record, at time.Time) error {
+	if !r.RevokedAt.IsZero() {
+		return ErrRevoked
+	}
+	r.RevokedAt = orNow(at)
+	return nil
+}
+
+// setExpiry changes r's expiry (zero: never); a revoked key is final.
+func setExpiry(r *keys.Record, at time.Time) error {
+	if !r.RevokedAt.IsZero() {
+		return ErrRevoked
+	}
+	r.ExpiresAt = dbTime(at)
+	return nil
+}
+
+// prepareRoll checks that old may be rolled and returns next as it will be
+// inserted: in old's lineage.
+func prepareRoll(old, next keys.Record) (keys.Record, error) {
+	switch {
+	case !old.RevokedAt.IsZero():
+		return next, ErrRevoked
+	case old.ReplacedBy != "":
+		return next, errRolled(old.ID, old.ReplacedBy)
+	}
+	next.Lineage = old.Lineage
+	return prepareKey(next)
+}

@@ -1,0 +1,109 @@
+package store
+
+// migration is one step of the schema, in both dialects. Steps are applied
+// in order, each once, and recorded in schema_migrations; a released step
+// is never edited, only followed by new ones.
+type migration struct {
+	version  int
+	name     string
+	sqlite   string
+	postgres string
+}
+
+// migrations returns the schema's history, oldest first.
+//
+// Neither schema has a column for the key itself: only its hash.
+//
+// SQLite keeps times as INTEGER microseconds since the Unix epoch (UTC) and
+// scopes as a JSON array; PostgreSQL as timestamptz and text[]. NULL is the
+// zero time. version is the change-feed version from one counter shared by
+// keys and grants: the one-row table version_counter in SQLite, the
+// sequence change_version in PostgreSQL.
+func migrations() []migration {
+	return []migration{{
+		version: 1,
+		name:    "keys, grants and the change version",
+		sqlite: `
+CREATE TABLE version_counter (
+	id    INTEGER PRIMARY KEY CHECK (id = 1),
+	value INTEGER NOT NULL
+);
+INSERT INTO version_counter (id, value) VALUES (1, 0);
+
+CREATE TABLE keys (
+	id           TEXT PRIMARY KEY,
+	hash         BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+	prefix       TEXT NOT NULL,
+	last4        TEXT NOT NULL,
+	tenant       TEXT NOT NULL,
+	name         TEXT NOT NULL DEFAULT '',
+	env          TEXT NOT NULL,
+	scopes       TEXT NOT NULL DEFAULT '[]',
+	plan         TEXT NOT NULL DEFAULT '',
+	lineage      TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	expires_at   INTEGER,
+	revoked_at   INTEGER,
+	last_used_at INTEGER,
+	rolled_at    INTEGER,
+	replaced_by  TEXT,
+	imported     INTEGER NOT NULL DEFAULT 0,
+	version      INTEGER NOT NULL
+);
+CREATE INDEX keys_version_idx ON keys (version);
+CREATE INDEX keys_tenant_idx ON keys (tenant, id);
+CREATE INDEX keys_lineage_idx ON keys (lineage);
+
+CREATE TABLE grants (
+	tenant     TEXT NOT NULL,
+	org        TEXT NOT NULL,
+	scopes     TEXT NOT NULL DEFAULT '[]',
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	revoked_at INTEGER,
+	version    INTEGER NOT NULL,
+	PRIMARY KEY (tenant, org)
+);
+CREATE INDEX grants_version_idx ON grants (version);
+`,
+		postgres: `
+CREATE SEQUENCE change_version AS bigint;
+
+CREATE TABLE keys (
+	id           text PRIMARY KEY,
+	hash         bytea NOT NULL UNIQUE CHECK (octet_length(hash) = 32),
+	prefix       text NOT NULL,
+	last4        text NOT NULL,
+	tenant       text NOT NULL,
+	name         text NOT NULL DEFAULT '',
+	env          text NOT NULL,
+	scopes       text[] NOT NULL DEFAULT '{}',
+	plan         text NOT NULL DEFAULT '',
+	lineage      text NOT NULL,
+	created_at   timestamptz NOT NULL,
+	expires_at   timestamptz,
+	revoked_at   timestamptz,
+	last_used_at timestamptz,
+	rolled_at    timestamptz,
+	replaced_by  text,
+	imported     boolean NOT NULL DEFAULT false,
+	version      bigint NOT NULL
+);
+CREATE INDEX keys_version_idx ON keys (version);
+CREATE INDEX keys_tenant_idx ON keys (tenant, id);
+CREATE INDEX keys_lineage_idx ON keys (lineage);
+
+CREATE TABLE grants (
+	tenant     text NOT NULL,
+	org        text NOT NULL,
+	scopes     text[] NOT NULL DEFAULT '{}',
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL,
+	revoked_at timestamptz,
+	version    bigint NOT NULL,
+	PRIMARY KEY (tenant, org)
+);
+CREATE INDEX grants_version_idx ON grants (version);
+`,
+	}}
+}
