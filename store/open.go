@@ -84,7 +84,7 @@ func Open(ctx context.Context, url string, opts Options) (DB, error) {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return OpenPostgres(ctx, url, opts)
 	case url == "":
-		return nil, errors.New("store: database URL is empty; use sqlite:PATH or postgres://...")
+		return nil, errors.New("store: database URL is empty; use sqlite:PATH or postgres://HOST/DB")
 	}
 	scheme, _, ok := strings.Cut(url, ":")
 	if !ok {
@@ -93,5 +93,5 @@ func Open(ctx context.Context, url string, opts Options) (DB, error) {
 	if len(scheme) > 20 {
 		scheme = scheme[:20] + "..."
 	}
-	return nil, fmt.Errorf("store: unsupported database URL scheme %q: use sqlite:PATH, sqlite://PATH, postgres://... or postgresql://...", scheme)
+	return nil, fmt.Errorf("store: unsupported database URL scheme %q: accepted are sqlite:PATH, sqlite://PATH, postgres:// and postgresql://", scheme)
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/extauthz"
@@ -134,6 +135,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		fmt.Fprintln(w, why)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Admin.Token != "" {
+		svc, err := newAdmin(cfg, db)
+		if err != nil {
+			return err
+		}
+		ah, err := admin.NewHandler(svc, cfg.Admin.Token, log)
+		if err != nil {
+			return err
+		}
+		mux.Handle("/admin/v1/", ah)
+	} else {
+		log.Info("admin API off: admin.token (KEYGATE_ADMIN_TOKEN) is empty")
+	}
 
 	glis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
