@@ -66,7 +66,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	}
 
 	busy := strconv.FormatInt(opts.QueryTimeout.Milliseconds(), 10)
-	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_journal_mode=WAL&_busy_timeout="+busy)
+	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_journal_mode=WAL&_pragma=cache_size(-32768)&_busy_timeout="+busy)
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: open %s: %w", path, err)
 	}

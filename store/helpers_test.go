@@ -1,0 +1,176 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/keys"
+)
+
+// testPGURL is the shared PostgreSQL server the tests use, each test in a
+// schema of its own.
+func testPGURL() string {
+	if u := os.Getenv("KEYGATE_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// newSchema creates a fresh, empty schema on the PostgreSQL server at base
+// and returns a URL whose connections use it; t.Cleanup drops it. An
+// unreachable server fails the test: PostgreSQL is part of the test setup.
+func newSchema(t testing.TB, base string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("PostgreSQL for the store tests is unreachable (set KEYGATE_TEST_DATABASE_URL, default %s): %v", testPGURL(), err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	schema := fmt.Sprintf("kg_test_%x", b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	q.Set("application_name", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// openURL opens and migrates a database, closed by t.Cleanup.
+func openURL(t testing.TB, u string, opts Options) DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(ctx, u, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return db
+}
+
+func openSQLiteTest(t testing.TB) DB {
+	return openURL(t, "sqlite:"+filepath.Join(t.TempDir(), "keygate.db"), Options{})
+}
+
+func openPGTest(t testing.TB) DB {
+	return openURL(t, newSchema(t, testPGURL()), Options{})
+}
+
+// newRecord makes a key record with a random hash.
+func newRecord(id, tenant string) keys.Record {
+	var h keys.Hash
+	rand.Read(h[:])
+	return keys.Record{
+		ID:     id,
+		Hash:   h,
+		Prefix: "sk_test_" + id[len(id)-min(len(id), 7):],
+		Last4:  "abcd",
+		Tenant: tenant,
+		Name:   "key " + id,
+		Env:    keys.EnvTest,
+		Scopes: []string{"patients:read"},
+		Plan:   "test",
+	}
+}
+
+// seedRecords makes n records with hashes derived from seed and index.
+func seedRecords(seed string, n int) []keys.Record {
+	rs := make([]keys.Record, n)
+	now := time.Now()
+	for i := range rs {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(i))
+		id := fmt.Sprintf("key_%s%09d", seed, i)
+		rs[i] = keys.Record{
+			ID:        id,
+			Hash:      sha256.Sum256(append([]byte(seed), b[:]...)),
+			Prefix:    "sk_live_AbCdEfG",
+			Last4:     "wxyz",
+			Tenant:    fmt.Sprintf("tenant_%d", i%100),
+			Env:       keys.EnvLive,
+			Scopes:    []string{"patients:read", "patients:write"},
+			Plan:      "live",
+			CreatedAt: now,
+		}
+	}
+	return rs
+}
+
+// show renders a record with times in full (and their zone), so that a
+// comparison also checks precision and UTC.
+func show(r keys.Record) string {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format(time.RFC3339Nano) + "/" + t.Location().String()
+	}
+	return fmt.Sprintf("id=%s hash=%s prefix=%s last4=%s tenant=%s name=%q env=%s scopes=%q(nil=%v) plan=%s lineage=%s created=%s expires=%s revoked=%s used=%s rolled=%s replaced_by=%s imported=%v version=%d",
+		r.ID, r.Hash, r.Prefix, r.Last4, r.Tenant, r.Name, r.Env, r.Scopes, r.Scopes == nil, r.Plan, r.Lineage,
+		ts(r.CreatedAt), ts(r.ExpiresAt), ts(r.RevokedAt), ts(r.LastUsedAt), ts(r.RolledAt), r.ReplacedBy, r.Imported, r.Version)
+}
+
+func showGrant(g keys.Grant) string {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format(time.RFC3339Nano) + "/" + t.Location().String()
+	}
+	return fmt.Sprintf("%s/%s scopes=%q(nil=%v) created=%s updated=%s revoked=%s version=%d",
+		g.Tenant, g.Org, g.Scopes, g.Scopes == nil, ts(g.CreatedAt), ts(g.UpdatedAt), ts(g.RevokedAt), g.Version)
+}
+
+func ids(rs []keys.Record) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = r.ID
+	}
+	return strings.Join(s, ",")
+}
+
+func must[T any](t testing.TB) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
