@@ -24,7 +24,20 @@ func testPGURL() string {
 	if u := os.Getenv("KEYGATE_TEST_DATABASE_URL"); u != "" {
 		return u
 	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return defaultTestPGURL
+}
+
+// defaultTestPGURL is this machine's PostgreSQL, used unless
+// KEYGATE_TEST_DATABASE_URL names another.
+const defaultTestPGURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// redact hides a URL's password, for messages.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // newSchema creates a fresh, empty schema on the PostgreSQL server at base
@@ -36,7 +49,7 @@ func newSchema(t testing.TB, base string) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("PostgreSQL for the store tests is unreachable (set KEYGATE_TEST_DATABASE_URL, default %s): %v", testPGURL(), err)
+		t.Fatalf("PostgreSQL at %s is unreachable; the store tests need it (KEYGATE_TEST_DATABASE_URL, default %s): %v", redact(base), defaultTestPGURL, err)
 	}
 	defer conn.Close(ctx)
 	var b [6]byte

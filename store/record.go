@@ -8,12 +8,9 @@ import (
 	"github.com/keygate/keygate/keys"
 )
 
-// Names shared by both schemas.
-const (
-	// NotifyChannel is the PostgreSQL channel every write transaction
-	// notifies, with the new version as payload.
-	NotifyChannel = "keygate_changes"
-)
+// NotifyChannel is the PostgreSQL channel every versioned write
+// transaction notifies before commit, with its highest version as payload.
+const NotifyChannel = "keygate_changes"
 
 // dbTime converts a time for storage: UTC, truncated to the microsecond
 // both databases keep, so that what is written reads back identically.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -29,16 +31,54 @@ import (
 // Versions come from the one-row table version_counter, bumped inside each
 // write transaction; SQLite serialises writers, so versions commit in order.
 type SQLite struct {
-	path string
-	w    *sql.DB
-	r    *sql.DB
-	opts Options
+	path   string
+	w      *sql.DB
+	r      *sql.DB
+	opts   Options
+	byHash lazyStmt // the hot path: prepared once, not per lookup
+}
+
+// lazyStmt is a statement prepared on first use: not at Open, because
+// before Migrate its tables may not exist yet.
+type lazyStmt struct {
+	query string
+	mu    sync.Mutex // serialises preparing
+	st    atomic.Pointer[sql.Stmt]
+}
+
+func (l *lazyStmt) get(ctx context.Context, db *sql.DB) (*sql.Stmt, error) {
+	if st := l.st.Load(); st != nil {
+		return st, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.st.Load(); st != nil {
+		return st, nil
+	}
+	st, err := db.PrepareContext(ctx, l.query)
+	if err != nil {
+		return nil, err
+	}
+	l.st.Store(st)
+	return st, nil
+}
+
+func (l *lazyStmt) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.st.Load(); st != nil {
+		return st.Close()
+	}
+	return nil
 }
 
 var (
 	_ DB           = (*SQLite)(nil)
 	_ BulkInserter = (*SQLite)(nil)
 )
+
+// sqliteCacheSize is the writer's page cache: 32 MiB (negative: KiB).
+const sqliteCacheSize = "-32768"
 
 // OpenSQLite opens (creating if needed) the SQLite database file at path.
 // The file's directory must exist. Open does not touch the schema.
@@ -66,7 +106,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	}
 
 	busy := strconv.FormatInt(opts.QueryTimeout.Milliseconds(), 10)
-	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_journal_mode=WAL&_pragma=cache_size(-32768)&_busy_timeout="+busy)
+	w, err := sql.Open("sqlite", path+"?_txlock=immediate&_journal_mode=WAL&_pragma=cache_size("+sqliteCacheSize+")&_busy_timeout="+busy)
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: open %s: %w", path, err)
 	}
@@ -92,7 +132,8 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		r.Close()
 		return nil, fmt.Errorf("store: sqlite: open %s: %w", path, err)
 	}
-	return &SQLite{path: path, w: w, r: r, opts: opts}, nil
+	return &SQLite{path: path, w: w, r: r, opts: opts,
+		byHash: lazyStmt{query: `SELECT ` + keyColumns + ` FROM keys WHERE hash = ?`}}, nil
 }
 
 func pingTimeout(ctx context.Context, db *sql.DB, d time.Duration) error {
@@ -106,7 +147,7 @@ func (s *SQLite) Path() string { return s.path }
 
 // Close implements DB.
 func (s *SQLite) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.byHash.close(), s.r.Close(), s.w.Close())
 }
 
 // Ping implements DB.
@@ -189,7 +230,11 @@ const grantColumns = `tenant, org, scopes, created_at, updated_at, revoked_at, v
 func (s *SQLite) KeyByHash(ctx context.Context, h keys.Hash) (keys.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
-	r, err := scanSQLiteKey(s.r.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE hash = ?`, h[:]))
+	st, err := s.byHash.get(ctx, s.r)
+	if err != nil {
+		return keys.Record{}, sqliteErr("key by hash", err)
+	}
+	r, err := scanSQLiteKey(st.QueryRowContext(ctx, h[:]))
 	if err != nil {
 		return keys.Record{}, sqliteErr("key by hash", err)
 	}
@@ -448,39 +493,63 @@ func (s *SQLite) TouchLastUsed(ctx context.Context, used map[string]time.Time) e
 }
 
 // BulkInsertKeys implements BulkInserter: batches of rows through one
-// prepared statement, one transaction per batch.
+// prepared statement, one transaction per batch. Random hashes touch pages
+// all over the hash index, so large batches and, for the duration, a large
+// page cache on the writer connection (128 MiB) save most of the page
+// writes; the cache goes back to its usual size afterwards.
 func (s *SQLite) BulkInsertKeys(ctx context.Context, rs []keys.Record) error {
-	const batch = 10000
+	const batch = 100_000
+	if len(rs) == 0 {
+		return nil
+	}
+	c, err := s.w.Conn(ctx)
+	if err != nil {
+		return sqliteErr("bulk insert keys", err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `PRAGMA cache_size = -131072`); err != nil {
+		return sqliteErr("bulk insert keys", err)
+	}
+	defer c.ExecContext(context.WithoutCancel(ctx), `PRAGMA cache_size = `+sqliteCacheSize)
 	for start := 0; start < len(rs); start += batch {
 		end := min(start+batch, len(rs))
-		err := s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			v, err := sqliteVersions(ctx, tx, end-start)
-			if err != nil {
-				return err
-			}
-			st, err := tx.PrepareContext(ctx, sqliteInsertKey)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			for i := start; i < end; i++ {
-				r, err := prepareKey(rs[i])
-				if err != nil {
-					return err
-				}
-				r.Version = v + int64(i-start)
-				args, err := sqliteKeyArgs(&r)
-				if err != nil {
-					return err
-				}
-				if _, err := st.ExecContext(ctx, args...); err != nil {
-					return fmt.Errorf("key %s: %w", r.ID, err)
-				}
-			}
-			return nil
-		})
+		tx, err := c.BeginTx(ctx, nil)
 		if err != nil {
 			return sqliteErr("bulk insert keys", err)
+		}
+		if err := sqliteBulk(ctx, tx, rs[start:end]); err != nil {
+			tx.Rollback()
+			return sqliteErr("bulk insert keys", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return sqliteErr("bulk insert keys", err)
+		}
+	}
+	return nil
+}
+
+func sqliteBulk(ctx context.Context, tx *sql.Tx, rs []keys.Record) error {
+	v, err := sqliteVersions(ctx, tx, len(rs))
+	if err != nil {
+		return err
+	}
+	st, err := tx.PrepareContext(ctx, sqliteInsertKey)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i := range rs {
+		r, err := prepareKey(rs[i])
+		if err != nil {
+			return err
+		}
+		r.Version = v + int64(i)
+		args, err := sqliteKeyArgs(&r)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("key %s: %w", r.ID, err)
 		}
 	}
 	return nil

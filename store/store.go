@@ -57,29 +57,45 @@ type DB interface {
 	// Close releases the connections; the DB is unusable afterwards.
 	Close() error
 
+	// KeyByHash and KeyByID return a key whatever its status;
+	// ErrNotFound if there is none.
 	KeyByHash(ctx context.Context, h keys.Hash) (keys.Record, error)
 	KeyByID(ctx context.Context, id string) (keys.Record, error)
+	// ListKeys lists keys as f selects, ordered by ID.
 	ListKeys(ctx context.Context, f ListFilter) ([]keys.Record, error)
 	// ActiveKeys pages through keys that are neither revoked nor expired
 	// at now, ordered by ID, for warming a cache (limit <= 0: no limit).
 	ActiveKeys(ctx context.Context, now time.Time, afterID string, limit int) ([]keys.Record, error)
 	// InsertKey stores a new key; ErrConflict if its hash or ID exists.
+	// It returns the record as stored: times in UTC at microsecond
+	// precision, a zero CreatedAt set to now, an empty Lineage set to the
+	// ID, nil Scopes as empty, and the new Version.
 	InsertKey(ctx context.Context, r keys.Record) (keys.Record, error)
 	// RevokeKey sets revoked_at (once: revoking a revoked key returns it
-	// unchanged with ErrRevoked). ErrNotFound for an unknown id.
+	// unchanged with ErrRevoked). ErrNotFound for an unknown id. A zero
+	// at means now.
 	RevokeKey(ctx context.Context, id string, at time.Time) (keys.Record, error)
-	// SetExpiry changes a key's expires_at (zero: never).
+	// SetExpiry changes a key's expires_at (zero: never). ErrNotFound for
+	// an unknown id; a revoked key is returned unchanged with ErrRevoked.
 	SetExpiry(ctx context.Context, id string, at time.Time) (keys.Record, error)
 	// RollKey, in one transaction, inserts next (same lineage as old) and
 	// marks old as rolled (RolledAt=now, ReplacedBy=next.ID,
-	// ExpiresAt=oldExpires unless old already expires sooner).
+	// ExpiresAt=oldExpires unless old already expires sooner; a zero
+	// oldExpires leaves ExpiresAt alone). A zero next.CreatedAt means now.
+	// ErrNotFound for an unknown oldID, ErrRevoked for a revoked old key,
+	// ErrRolled for one already rolled, ErrConflict when next's hash or ID
+	// exists; on any error nothing is written and old is returned as
+	// stored (zero if not found).
 	RollKey(ctx context.Context, oldID string, next keys.Record, now, oldExpires time.Time) (old, created keys.Record, err error)
 	// TouchLastUsed records use times by key ID, never moving one back.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 
-	// SetGrant creates or replaces the grant for (Tenant, Org).
+	// SetGrant creates or replaces the grant for (Tenant, Org). A zero
+	// UpdatedAt means now, a zero CreatedAt UpdatedAt; replacing a grant in
+	// force keeps its CreatedAt, and setting a revoked one starts it anew.
 	SetGrant(ctx context.Context, g keys.Grant) (keys.Grant, error)
-	// RevokeGrant ends a grant; ErrNotFound if none is in force.
+	// RevokeGrant ends a grant; ErrNotFound if none is in force. A zero
+	// at means now.
 	RevokeGrant(ctx context.Context, tenant, org string, at time.Time) (keys.Grant, error)
 	// ListGrants lists grants in force, for one tenant or (empty) all.
 	ListGrants(ctx context.Context, tenant string) ([]keys.Grant, error)

@@ -135,6 +135,12 @@ func (s *Server) stop(check bool) error {
 		return nil
 	}
 	out, err := s.run("pg_ctl", "-D", s.dataDir(), "-m", "fast", "-w", "-t", "30", "stop")
+	if err != nil {
+		// Never leave a server behind: fall back to immediate mode.
+		if _, err2 := s.run("pg_ctl", "-D", s.dataDir(), "-m", "immediate", "-w", "-t", "10", "stop"); err2 == nil && !check {
+			err = nil
+		}
+	}
 	if err != nil && check {
 		return fmt.Errorf("pg_ctl stop: %w\n%s\n%s", err, out, s.logTail())
 	}
