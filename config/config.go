@@ -77,6 +77,10 @@ type Cache struct {
 	MaxKeys     int64         `yaml:"max_keys"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	WarmStart   bool          `yaml:"warm_start"`
+	// StaleReady keeps /readyz (and gRPC health) ready while the key
+	// database is unreachable. Cached keys are served either way; this
+	// only says whether the orchestrator should keep sending traffic.
+	StaleReady bool `yaml:"stale_ready"`
 }
 
 // KeyFormat is one accepted key prefix and the env it means.

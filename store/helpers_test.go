@@ -6,81 +6,22 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/keygate/keygate/internal/testpg"
 	"github.com/keygate/keygate/keys"
 )
 
-// testPGURL is the shared PostgreSQL server the tests use, each test in a
-// schema of its own.
-func testPGURL() string {
-	if u := os.Getenv("KEYGATE_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return defaultTestPGURL
-}
+func testPGURL() string { return testpg.SharedURL() }
 
-// defaultTestPGURL is this machine's PostgreSQL, used unless
-// KEYGATE_TEST_DATABASE_URL names another.
-const defaultTestPGURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+const defaultTestPGURL = testpg.DefaultSharedURL
 
-// redact hides a URL's password, for messages.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
+func redact(s string) string { return testpg.Redact(s) }
 
-// newSchema creates a fresh, empty schema on the PostgreSQL server at base
-// and returns a URL whose connections use it; t.Cleanup drops it. An
-// unreachable server fails the test: PostgreSQL is part of the test setup.
-func newSchema(t testing.TB, base string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s is unreachable; the store tests need it (KEYGATE_TEST_DATABASE_URL, default %s): %v", redact(base), defaultTestPGURL, err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := fmt.Sprintf("kg_test_%x", b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("application_name", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func newSchema(t testing.TB, base string) string { return testpg.NewSchema(t, base) }
 
 // openURL opens and migrates a database, closed by t.Cleanup.
 func openURL(t testing.TB, u string, opts Options) DB {

@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := readiness(kc)
+		ok, why := readiness(kc, cfg.Cache.StaleReady)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -176,7 +176,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	if n, ok := db.(store.Notifier); ok {
 		bgGroup.Go(func() error { return n.Listen(bg, kc.Notify) })
 	}
-	bgGroup.Go(func() error { return followReadiness(bg, kc, hs) })
+	bgGroup.Go(func() error { return followReadiness(bg, kc, cfg.Cache.StaleReady, hs) })
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gs.Serve(glis) })
@@ -219,32 +219,41 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	return err
 }
 
-// readiness says whether Checks can be answered from a loaded cache.
-func readiness(kc *cache.Cache) (bool, string) {
+// readiness says whether this replica should get traffic: its cache is
+// loaded and its key database reachable (or staleReady allows serving
+// cached keys without it). The text says why.
+func readiness(kc *cache.Cache, staleReady bool) (bool, string) {
 	switch {
 	case !kc.Ready():
 		return false, "not ready: loading the key cache (is the key database reachable?)"
-	case !kc.DBUp():
+	case !kc.DBUp() && staleReady:
 		return true, "ready: key database unreachable, serving cached keys (unknown keys get 503)"
+	case !kc.DBUp():
+		return false, "not ready: key database unreachable (cached keys are still served; set cache.stale_ready to stay ready)"
 	}
 	return true, "ready"
 }
 
-// followReadiness flips gRPC health to SERVING once the cache is loaded.
-func followReadiness(ctx context.Context, kc *cache.Cache, hs *health.Server) error {
+// followReadiness keeps gRPC health in step with /readyz.
+func followReadiness(ctx context.Context, kc *cache.Cache, staleReady bool, hs *health.Server) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	last := healthpb.HealthCheckResponse_NOT_SERVING
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if kc.Ready() {
-				for _, name := range []string{"", authzService} {
-					hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-				}
-				return nil
+		}
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok, _ := readiness(kc, staleReady); ok {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if st != last {
+			for _, name := range []string{"", authzService} {
+				hs.SetServingStatus(name, st)
 			}
+			last = st
 		}
 	}
 }

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// keygateBinary builds cmd/keygate once per test run.
+func keygateBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keygate-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "keygate")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is one keygate serve process.
+type proc struct {
+	cmd                *exec.Cmd
+	grpcAddr, httpAddr string
+	client             authv3.AuthorizationClient
+	logs               *lockedBuf
+	done               chan error
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startProc runs `keygate serve` with env (KEYGATE_* variables) and waits
+// until /readyz says ready.
+func startProc(t *testing.T, env map[string]string) *proc {
+	t.Helper()
+	p := &proc{grpcAddr: freePort(t), httpAddr: freePort(t), logs: &lockedBuf{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(keygateBinary(t), "serve")
+	p.cmd.Env = append(os.Environ(), "KEYGATE_GRPC_ADDR="+p.grpcAddr, "KEYGATE_HTTP_ADDR="+p.httpAddr)
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("logs of keygate at %s:\n%s", p.grpcAddr, p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("keygate exited: %v\n%s", err, p.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keygate never became ready:\n%s", p.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	p.client = authv3.NewAuthorizationClient(conn)
+	return p
+}
+
+// check asks p about key on a route needing patients:read and returns the
+// decision's code ("ok" when allowed).
+func (p *proc) check(t *testing.T, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := p.client.Check(ctx, buildCheckRequest("GET", "/api/v1/patients", "h", "",
+		[][2]string{{"authorization", "Bearer " + key}}, map[string]string{"keygate.scopes": "patients:read"}, false))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if resp.GetOkResponse() != nil {
+		return "ok"
+	}
+	var b struct{ Error struct{ Code string } }
+	json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &b)
+	return b.Error.Code
+}
+
+// cliProc runs one keygate CLI command as a process.
+func cliProc(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(keygateBinary(t), args...)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("keygate %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func createKeyProc(t *testing.T, env map[string]string, args ...string) (id, key string) {
+	t.Helper()
+	var c struct{ ID, Key string }
+	out := cliProc(t, env, append([]string{"keys", "create", "--json"}, args...)...)
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &c); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return c.ID, c.Key
+}
