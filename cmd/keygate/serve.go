@@ -135,6 +135,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		fmt.Fprintln(w, why)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle(extauthz.HTTPPrefix, srv.HTTPHandler())
+	mux.Handle(extauthz.HTTPPrefix+"/", srv.HTTPHandler())
 	if cfg.Admin.Token != "" {
 		svc, err := newAdmin(cfg, db)
 		if err != nil {
