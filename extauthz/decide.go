@@ -32,7 +32,7 @@ var _ keyLookup = (*cache.Cache)(nil)
 // limiter spends one request of a key's plan. *limits.Limiter implements it.
 type limiter interface {
 	Allow(ctx context.Context, bucket, plan string) (limits.Result, error)
-	Plan(name string) ([]limits.Window, bool)
+	PolicyOf(plan string) string
 }
 
 var _ limiter = (*limits.Limiter)(nil)
@@ -71,8 +71,6 @@ type Server struct {
 	metrics *Metrics
 	ids     idGen
 	www     wwwAuth
-	// policies holds the RateLimit-Policy value of each plan, rendered once.
-	policies map[string]string
 }
 
 // New builds a Server. metrics may be nil.
@@ -99,9 +97,8 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	}
 	s := &Server{
 		cfg: cfg, keys: kl, lim: lim, usage: usage, log: log, metrics: m,
-		ids:      idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
-		www:      newWWWAuth(cfg.Realm),
-		policies: map[string]string{},
+		ids: idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
+		www: newWWWAuth(cfg.Realm),
 	}
 	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}}
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {

@@ -56,21 +56,18 @@ func (s *Server) rateHeaders(d *Decision, out []header) []header {
 	}
 	r := d.Rate
 	out = append(out,
-		header{"ratelimit-policy", s.policyHeader(d.Plan)},
-		header{"ratelimit", limits.StateHeader(*r)},
+		header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)},
 		header{"x-ratelimit-limit", strconv.Itoa(r.Limit)},
+	)
+	if r.Unknown {
+		return out // Redis down with on_redis_error: open: no state to report
+	}
+	out = append(out,
+		header{"ratelimit", limits.StateHeader(*r)},
 		header{"x-ratelimit-remaining", strconv.Itoa(r.Remaining)},
-		header{"x-ratelimit-reset", strconv.FormatInt(ceilSeconds(r.Reset), 10)},
+		header{"x-ratelimit-reset", strconv.FormatInt(limits.CeilSeconds(r.Reset), 10)},
 	)
 	return out
-}
-
-func (s *Server) policyHeader(plan string) string {
-	if v, ok := s.policies[plan]; ok {
-		return v
-	}
-	ws, _ := s.lim.Plan(plan)
-	return limits.PolicyHeader(ws)
 }
 
 // responseHeaders returns what the client gets besides the status: rate

@@ -46,7 +46,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: keygate <command> [flags]
+const usageText = `Usage: keygate <command> [flags]
 
 Commands:
   serve                       run the ext_authz gRPC server and the HTTP listener
@@ -63,7 +63,7 @@ records take --json. Run 'keygate <command> -h' for its flags.
 
 func run(ctx context.Context, args []string, e env) error {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
+		fmt.Fprint(e.stderr, usageText)
 		return &exitError{code: 2, err: errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
@@ -81,10 +81,10 @@ func run(ctx context.Context, args []string, e env) error {
 	case "version":
 		return cmdVersion(rest, e)
 	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, usage)
+		fmt.Fprint(e.stdout, usageText)
 		return nil
 	}
-	fmt.Fprint(e.stderr, usage)
+	fmt.Fprint(e.stderr, usageText)
 	return &exitError{code: 2, err: fmt.Errorf("unknown command %q", cmd)}
 }
 

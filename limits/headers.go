@@ -1,0 +1,52 @@
+package limits
+
+import (
+	"strconv"
+	"time"
+)
+
+// PolicyHeader renders the RateLimit-Policy field of
+// draft-ietf-httpapi-ratelimit-headers-10: one list member per window,
+// `"1h";q=100;w=3600`.
+func PolicyHeader(ws []Window) string {
+	b := make([]byte, 0, 32*len(ws))
+	for i, w := range ws {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '"')
+		b = append(b, w.Name()...)
+		b = append(b, `";q=`...)
+		b = strconv.AppendInt(b, int64(w.Limit), 10)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, int64(w.Period/time.Second), 10)
+	}
+	return string(b)
+}
+
+// StateHeader renders the RateLimit field: for each window known after the
+// request, `"1h";r=99;t=36` (r remaining, t whole seconds until the
+// window is full again, rounded up).
+func StateHeader(r Result) string {
+	b := make([]byte, 0, 24*len(r.Windows))
+	for i, s := range r.Windows {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '"')
+		b = append(b, s.Window.Name()...)
+		b = append(b, `";r=`...)
+		b = strconv.AppendInt(b, int64(max(s.Remaining, 0)), 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, CeilSeconds(s.Reset), 10)
+	}
+	return string(b)
+}
+
+// CeilSeconds rounds d up to whole seconds, never below 0.
+func CeilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,454 @@
+// Package limits enforces per-key rate limits: GCRA (the generic cell rate
+// algorithm) over every window of a key's plan, shared by all replicas
+// through Redis (github.com/go-redis/redis_rate), or kept in process when
+// no Redis is configured or, by choice, while Redis is down.
+//
+// Redis URLs: redis://[user:pass@]host:port/db or rediss:// (one server);
+// redis+cluster://host:port?addr=host2:port&addr=host3:port (a Cluster;
+// rediss+cluster:// with TLS); redis+sentinel://host:port?master_name=NAME
+// &addr=host2:port (Sentinel). The query parameters are go-redis's.
+package limits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors Allow returns.
+var (
+	// ErrUnavailable: Redis is down and the mode is closed.
+	ErrUnavailable = errors.New("limits: rate-limit store unavailable")
+	// ErrUnknownPlan: the key's plan is not configured.
+	ErrUnknownPlan = errors.New("limits: unknown plan")
+)
+
+// Window is one limit of a plan: Limit requests per Period, with a burst of
+// Limit (a fresh key may spend its whole window at once).
+type Window struct {
+	Limit  int           `yaml:"limit"`
+	Period time.Duration `yaml:"period"`
+}
+
+// Name renders the period for the RateLimit headers: "1h", "24h", "1m", "30s".
+func (w Window) Name() string {
+	p := w.Period
+	switch {
+	case p%time.Hour == 0:
+		return strconv.FormatInt(int64(p/time.Hour), 10) + "h"
+	case p%time.Minute == 0:
+		return strconv.FormatInt(int64(p/time.Minute), 10) + "m"
+	}
+	return strconv.FormatInt(int64(p/time.Second), 10) + "s"
+}
+
+// Mode is what happens while Redis is unreachable.
+type Mode string
+
+// The modes of limits.on_redis_error.
+const (
+	ModeLocal  Mode = "local"  // in-process GCRA, per replica
+	ModeOpen   Mode = "open"   // allow
+	ModeClosed Mode = "closed" // deny with 503
+)
+
+// Config configures a Limiter.
+type Config struct {
+	Plans        map[string][]Window
+	RedisURL     string // empty: in-process only
+	OnRedisError Mode
+	Timeout      time.Duration // per Redis call; default 50ms
+	KeyPrefix    string        // default "keygate:"
+	// DenyCacheSize bounds how many over-limit buckets are remembered
+	// locally (default 100,000).
+	DenyCacheSize int64
+	// ProbeInterval paces Redis health probes while it is down (default 500ms).
+	ProbeInterval time.Duration
+	Now           func() time.Time
+}
+
+// WindowState is one window's state after a request.
+type WindowState struct {
+	Window    Window
+	Remaining int
+	Reset     time.Duration // until the window is full again
+}
+
+// Result is the answer for one request.
+type Result struct {
+	Allowed bool
+	// Window is the tightest window: the one that denied, or the one with
+	// the fewest requests remaining.
+	Window     Window
+	Limit      int
+	Remaining  int
+	Reset      time.Duration
+	RetryAfter time.Duration // > 0 when denied
+	Windows    []WindowState // every window, plan order
+	// Unknown is set when Redis was down and the mode is open: the request
+	// is allowed but no state is known.
+	Unknown bool
+}
+
+// Stats are the limiter's counters, read by the metrics endpoint.
+type Stats struct {
+	RedisConfigured bool
+	RedisUp         bool
+	RedisErrors     uint64
+	LocalDenials    uint64 // answered from the deny cache, no Redis call
+	RedisCalls      uint64
+}
+
+type plan struct {
+	windows []Window
+	limits  []redis_rate.Limit
+	policy  string // RateLimit-Policy value
+}
+
+// Limiter enforces plans. It is safe for concurrent use.
+type Limiter struct {
+	cfg   Config
+	log   *slog.Logger
+	plans map[string]*plan
+	local *local
+
+	rdb     redis.UniversalClient
+	rl      *redis_rate.Limiter
+	up      atomic.Bool
+	errs    atomic.Uint64
+	calls   atomic.Uint64
+	lden    atomic.Uint64
+	probeMu sync.Mutex
+	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
+	deny    *ristretto.Cache[string, denial]
+}
+
+type denial struct {
+	until  int64 // unix nanos
+	window int   // index of the denying window
+}
+
+// New validates cfg and connects lazily to Redis (no I/O here).
+func New(cfg Config, log *slog.Logger) (*Limiter, error) {
+	if log == nil {
+		return nil, errors.New("limits: logger is required")
+	}
+	if cfg.OnRedisError == "" {
+		cfg.OnRedisError = ModeLocal
+	}
+	switch cfg.OnRedisError {
+	case ModeLocal, ModeOpen, ModeClosed:
+	default:
+		return nil, fmt.Errorf("limits.on_redis_error: %q is not local, open or closed", cfg.OnRedisError)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 50 * time.Millisecond
+	}
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = "keygate:"
+	}
+	if cfg.DenyCacheSize <= 0 {
+		cfg.DenyCacheSize = 100_000
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 500 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Plans) == 0 {
+		return nil, errors.New("plans: at least one plan is required")
+	}
+	l := &Limiter{cfg: cfg, log: log, plans: map[string]*plan{}}
+	names := make([]string, 0, len(cfg.Plans))
+	for name := range cfg.Plans {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ws := cfg.Plans[name]
+		if len(ws) == 0 {
+			return nil, fmt.Errorf("plans.%s: needs at least one window", name)
+		}
+		p := &plan{windows: append([]Window(nil), ws...)}
+		for i, w := range ws {
+			if w.Limit < 1 {
+				return nil, fmt.Errorf("plans.%s[%d].limit: must be at least 1, got %d", name, i, w.Limit)
+			}
+			if w.Period < time.Second || w.Period%time.Second != 0 {
+				return nil, fmt.Errorf("plans.%s[%d].period: must be whole seconds, at least 1s, got %v", name, i, w.Period)
+			}
+			p.limits = append(p.limits, redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period})
+		}
+		p.policy = PolicyHeader(p.windows)
+		l.plans[name] = p
+	}
+	l.local = newLocal(cfg.Now)
+	if cfg.RedisURL != "" {
+		opts, err := universalOptions(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		// Fail fast: a retry or a long dial would stall Check.
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout*4, cfg.Timeout, cfg.Timeout
+		opts.PoolTimeout = cfg.Timeout
+		opts.MaxRetries = -1
+		opts.ContextTimeoutEnabled = true
+		l.rdb = redis.NewUniversalClient(opts)
+		l.rl = redis_rate.NewLimiter(l.rdb)
+		l.up.Store(true)
+		deny, err := ristretto.NewCache(&ristretto.Config[string, denial]{
+			NumCounters: cfg.DenyCacheSize * 10, MaxCost: cfg.DenyCacheSize, BufferItems: 64, IgnoreInternalCost: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("limits: deny cache: %w", err)
+		}
+		l.deny = deny
+	}
+	return l, nil
+}
+
+// universalOptions reads the URL forms in the package doc.
+func universalOptions(raw string) (*redis.UniversalOptions, error) {
+	switch {
+	case strings.HasPrefix(raw, "redis+cluster://"), strings.HasPrefix(raw, "rediss+cluster://"):
+		o, err := redis.ParseClusterURL(strings.Replace(raw, "+cluster", "", 1))
+		if err != nil {
+			return nil, err
+		}
+		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
+	case strings.HasPrefix(raw, "redis+sentinel://"), strings.HasPrefix(raw, "rediss+sentinel://"):
+		o, err := redis.ParseFailoverURL(strings.Replace(raw, "+sentinel", "", 1))
+		if err != nil {
+			return nil, err
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("a Sentinel URL needs ?master_name=NAME")
+		}
+		return &redis.UniversalOptions{Addrs: o.SentinelAddrs, MasterName: o.MasterName, Username: o.Username, Password: o.Password,
+			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword, DB: o.DB, TLSConfig: o.TLSConfig}, nil
+	case strings.HasPrefix(raw, "redis://"), strings.HasPrefix(raw, "rediss://"):
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}, nil
+	}
+	return nil, errors.New("want redis://, rediss://, redis+cluster:// or redis+sentinel://")
+}
+
+// Plan returns a plan's windows.
+func (l *Limiter) Plan(name string) ([]Window, bool) {
+	p, ok := l.plans[name]
+	if !ok {
+		return nil, false
+	}
+	return p.windows, true
+}
+
+// PolicyOf returns a plan's RateLimit-Policy value, rendered once.
+func (l *Limiter) PolicyOf(name string) string {
+	if p, ok := l.plans[name]; ok {
+		return p.policy
+	}
+	return ""
+}
+
+// Allow spends one request of plan for bucket (a key's lineage).
+func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, error) {
+	p, ok := l.plans[planName]
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %q", ErrUnknownPlan, planName)
+	}
+	if l.rdb == nil {
+		return l.local.allow(bucket, p), nil
+	}
+	now := l.cfg.Now()
+	if d, ok := l.deny.Get(bucket); ok && now.UnixNano() < d.until {
+		l.lden.Add(1)
+		return deniedLocally(p, d, now), nil
+	}
+	if !l.redisUsable(now) {
+		return l.fallback(bucket, p)
+	}
+	res, err := l.allowRedis(ctx, bucket, p)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		l.markDown(err)
+		return l.fallback(bucket, p)
+	}
+	if !res.Allowed && res.RetryAfter > 0 {
+		idx := 0
+		for i, w := range p.windows {
+			if w == res.Window {
+				idx = i
+				break
+			}
+		}
+		l.deny.SetWithTTL(bucket, denial{until: now.Add(res.RetryAfter).UnixNano(), window: idx}, 1, res.RetryAfter)
+	}
+	return res, nil
+}
+
+func deniedLocally(p *plan, d denial, now time.Time) Result {
+	w := p.windows[d.window]
+	retry := time.Duration(d.until - now.UnixNano())
+	return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: retry, RetryAfter: retry,
+		Windows: []WindowState{{Window: w, Remaining: 0, Reset: retry}}}
+}
+
+// redisKey puts the bucket in a hash tag so all windows of one bucket live
+// in one Cluster slot.
+func (l *Limiter) redisKey(bucket string, w Window) string {
+	return l.cfg.KeyPrefix + "{" + bucket + "}:" + w.Name()
+}
+
+// allowRedis spends one request in each window, in plan order; if a window
+// denies, the windows already spent are refunded (AllowN with n = -1: GCRA's
+// theoretical arrival time is additive, so this undoes exactly our cost), so
+// a denied request spends nothing. Each spend is atomic in Redis, so no
+// window ever allows more than its limit, whatever other replicas do; a
+// refund can only make a concurrent request see less quota, never more.
+// Allowed requests cost one round trip per window.
+func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	states := make([]WindowState, len(p.windows))
+	for i, w := range p.windows {
+		l.calls.Add(1)
+		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], 1)
+		if err != nil {
+			l.refund(ctx, bucket, p, i)
+			return Result{}, fmt.Errorf("redis: %w", err)
+		}
+		states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
+		if r.Allowed == 0 {
+			l.refund(ctx, bucket, p, i)
+			states[i].Remaining = 0
+			return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: r.ResetAfter,
+				RetryAfter: max(r.RetryAfter, time.Millisecond), Windows: states[:i+1]}, nil
+		}
+	}
+	return tightest(states), nil
+}
+
+// refund gives back the request spent in windows [0, n).
+func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n int) {
+	for i := range n {
+		l.calls.Add(1)
+		if _, err := l.rl.AllowN(ctx, l.redisKey(bucket, p.windows[i]), p.limits[i], -1); err != nil {
+			l.log.Warn("rate limit refund failed; the window keeps one request spent", slog.String("window", p.windows[i].Name()), slog.Any("error", err))
+		}
+	}
+}
+
+// tightest builds an allowed Result whose headline window is the one with
+// the fewest requests remaining.
+func tightest(states []WindowState) Result {
+	best := 0
+	for i, s := range states {
+		if s.Remaining < states[best].Remaining {
+			best = i
+		}
+	}
+	s := states[best]
+	return Result{Allowed: true, Window: s.Window, Limit: s.Window.Limit, Remaining: s.Remaining, Reset: s.Reset, Windows: states}
+}
+
+func (l *Limiter) fallback(bucket string, p *plan) (Result, error) {
+	switch l.cfg.OnRedisError {
+	case ModeOpen:
+		w := p.windows[0]
+		return Result{Allowed: true, Window: w, Limit: w.Limit, Remaining: w.Limit, Unknown: true}, nil
+	case ModeClosed:
+		return Result{}, ErrUnavailable
+	}
+	return l.local.allow(bucket, p), nil
+}
+
+// redisUsable reports whether to call Redis: yes while it is up; while it
+// is down, only the Run loop's probe (or, without Run, one caller per probe
+// interval) tries it.
+func (l *Limiter) redisUsable(now time.Time) bool {
+	if l.up.Load() {
+		return true
+	}
+	next := l.nextTry.Load()
+	if now.UnixNano() < next {
+		return false
+	}
+	return l.nextTry.CompareAndSwap(next, now.Add(l.cfg.ProbeInterval).UnixNano())
+}
+
+func (l *Limiter) markDown(err error) {
+	l.errs.Add(1)
+	l.nextTry.Store(l.cfg.Now().Add(l.cfg.ProbeInterval).UnixNano())
+	if l.up.Swap(false) {
+		l.log.Error("redis unreachable; rate limits fall back", slog.String("on_redis_error", string(l.cfg.OnRedisError)), slog.Any("error", err))
+	}
+}
+
+func (l *Limiter) markUp() {
+	if !l.up.Swap(true) {
+		l.log.Info("redis reachable again; rate limits are shared across replicas again")
+	}
+}
+
+// Run probes a down Redis until ctx ends, so recovery does not wait for
+// traffic.
+func (l *Limiter) Run(ctx context.Context) error {
+	if l.rdb == nil {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(l.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if l.up.Load() {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout*4)
+		err := l.rdb.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			l.markUp()
+		} else {
+			l.errs.Add(1)
+		}
+	}
+}
+
+// Stats returns the counters.
+func (l *Limiter) Stats() Stats {
+	return Stats{RedisConfigured: l.rdb != nil, RedisUp: l.rdb != nil && l.up.Load(), RedisErrors: l.errs.Load(),
+		LocalDenials: l.lden.Load(), RedisCalls: l.calls.Load()}
+}
+
+// Close releases the Redis client.
+func (l *Limiter) Close() error {
+	if l.deny != nil {
+		l.deny.Close()
+	}
+	if l.rdb != nil {
+		return l.rdb.Close()
+	}
+	return nil
+}
