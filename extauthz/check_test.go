@@ -78,6 +78,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	formats, err := keys.NewFormats([]keys.Format{
 		{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true},
 		{Prefix: "sk_test_", Env: keys.EnvTest, Checksum: true},
+		{Prefix: "cc_live_", Env: keys.EnvLive, Checksum: false},
 	})
 	if err != nil {
 		t.Fatal(err)
