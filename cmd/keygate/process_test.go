@@ -154,9 +154,11 @@ func cliProc(t *testing.T, env map[string]string, args ...string) string {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("keygate %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("keygate %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
 }
@@ -165,7 +167,7 @@ func createKeyProc(t *testing.T, env map[string]string, args ...string) (id, key
 	t.Helper()
 	var c struct{ ID, Key string }
 	out := cliProc(t, env, append([]string{"keys", "create", "--json"}, args...)...)
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &c); err != nil {
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	return c.ID, c.Key

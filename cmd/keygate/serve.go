@@ -296,6 +296,19 @@ func registerStateMetrics(reg prometheus.Registerer, kc *cache.Cache, lim *limit
 			return 0
 		}),
 	}
+	ls := func(f func(limits.Stats) float64) func() float64 { return func() float64 { return f(lim.Stats()) } }
+	cs = append(cs,
+		gauge("keygate_redis_up", "1 when Redis answers (0 when down or not configured).", ls(func(s limits.Stats) float64 { return b(s.RedisUp) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_redis_errors_total", Help: "Failed Redis calls of the rate limiter."},
+			ls(func(s limits.Stats) float64 { return float64(s.RedisErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_ratelimit_local_denials_total", Help: "Over-limit requests denied from the local deny cache, without a Redis call."},
+			ls(func(s limits.Stats) float64 { return float64(s.LocalDenials) })),
+	)
+	bi := readBuildInfo()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "keygate_build_info", Help: "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.Go}})
+	info.Set(1)
+	cs = append(cs, info)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
