@@ -56,8 +56,6 @@ func openDB(t *testing.T) store.DB {
 	return db
 }
 
-var seq atomic.Int64
-
 func insertKey(t *testing.T, db store.DB, tenant string) (string, keys.Record) {
 	t.Helper()
 	key, err := keys.Generate(keys.Format{Prefix: "sk_test_", Env: keys.EnvTest, Checksum: true})

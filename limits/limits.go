@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,7 +128,6 @@ type Limiter struct {
 	errs    atomic.Uint64
 	calls   atomic.Uint64
 	lden    atomic.Uint64
-	probeMu sync.Mutex
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
 	deny    *ristretto.Cache[string, denial]
 }

@@ -17,10 +17,6 @@ import (
 
 func testPGURL() string { return testpg.SharedURL() }
 
-const defaultTestPGURL = testpg.DefaultSharedURL
-
-func redact(s string) string { return testpg.Redact(s) }
-
 func newSchema(t testing.TB, base string) string { return testpg.NewSchema(t, base) }
 
 // openURL opens and migrates a database, closed by t.Cleanup.
