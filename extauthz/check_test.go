@@ -58,6 +58,8 @@ type envOpts struct {
 	defRoute    *policy.Route
 	orgRequired bool
 	plans       map[string][]limits.Window
+	redisURL    string
+	onRedisErr  limits.Mode
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -110,7 +112,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(kc.Close)
 	go kc.Run(ctx)
-	lim, err := limits.New(limits.Config{Plans: o.plans, OnRedisError: limits.ModeLocal}, log)
+	if o.onRedisErr == "" {
+		o.onRedisErr = limits.ModeLocal
+	}
+	lim, err := limits.New(limits.Config{Plans: o.plans, RedisURL: o.redisURL, OnRedisError: o.onRedisErr}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keys"
+	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -174,5 +176,38 @@ func TestUnavailableWhenDatabaseDown(t *testing.T) {
 	_, h := wantDenied(t, f.check(req("GET", "/api/v1/patients", bearer(f.unknown), nil)), 503, "unavailable", codes.Unavailable)
 	if h["retry-after"] == "" {
 		t.Error("503 without Retry-After")
+	}
+}
+
+// TestRedisDown: with Redis unreachable, each on_redis_error mode decides
+// as configured, and quickly.
+func TestRedisDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "redis://" + l.Addr().String() + "/0"
+	l.Close() // nothing listens there now
+	for _, c := range []struct {
+		mode limits.Mode
+		code string
+	}{{limits.ModeClosed, "unavailable"}, {limits.ModeOpen, ""}, {limits.ModeLocal, ""}} {
+		t.Run(string(c.mode), func(t *testing.T) {
+			e := newEnv(t, envOpts{routes: testRoutes, redisURL: dead, onRedisErr: c.mode})
+			k := e.create(admin.CreateRequest{Tenant: "acme", Env: keys.EnvLive, Scopes: []string{"patients:read"}}).Key
+			start := time.Now()
+			resp := e.check(req("GET", "/api/v1/patients", bearer(k), nil))
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("Check took %v with Redis down", d)
+			}
+			if c.code == "" {
+				okResponse(t, resp)
+				return
+			}
+			_, h := wantDenied(t, resp, 503, c.code, codes.Unavailable)
+			if h["retry-after"] == "" {
+				t.Error("503 without Retry-After")
+			}
+		})
 	}
 }
