@@ -43,9 +43,14 @@ func (c *counting) Changes(ctx context.Context, after int64, limit int) (store.C
 }
 
 func openDB(t *testing.T) store.DB {
+	return openURL(t, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+}
+
+// openURL opens and migrates a key database, closed at cleanup.
+func openURL(t testing.TB, url string) store.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"), store.Options{})
+	db, err := store.Open(ctx, url, store.Options{QueryTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/keygate/keygate/internal/testpg"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
 )
@@ -80,47 +79,11 @@ func BenchmarkWarmStart(b *testing.B) {
 }
 
 func benchDB(b *testing.B, kind string) store.DB {
-	ctx := context.Background()
-	if kind == "sqlite" {
-		db, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "k.db"), store.Options{QueryTimeout: 30 * time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		if err := db.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
-		return db
+	url := "sqlite:" + filepath.Join(b.TempDir(), "k.db")
+	if kind == "postgres" {
+		url = testpg.NewSchema(b, testpg.SharedURL())
 	}
-	base := os.Getenv("KEYGATE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("kg_bench_%d", time.Now().UnixNano())
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		b.Fatalf("PostgreSQL at %s: %v", base, err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close(context.Background())
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	db, err := store.Open(ctx, base+sep+"search_path="+schema, store.Options{QueryTimeout: 30 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	return db
+	return openURL(b, url)
 }
 
 // rss is the process's resident set size in bytes, from /proc.
