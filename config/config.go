@@ -41,6 +41,39 @@ type Config struct {
 	Routes          []Route             `yaml:"routes"`
 	DefaultRoute    *Route              `yaml:"default_route"`
 	Roll            Roll                `yaml:"roll"`
+	Errors          Errors              `yaml:"errors"`
+	Introspection   Introspection       `yaml:"introspection"`
+}
+
+// Errors shapes the JSON body of denials.
+type Errors struct {
+	Shape  string      `yaml:"shape"` // nested: {"error":{…}}; flat: {…}
+	Fields ErrorFields `yaml:"fields"`
+	// Overrides: per Keygate code (invalid_api_key, …) the code, message
+	// and type a deployment shows instead.
+	Overrides map[string]ErrorText `yaml:"overrides"`
+}
+
+// ErrorFields names the body's fields; an empty name leaves one out.
+type ErrorFields struct {
+	Code      string `yaml:"code"`
+	Message   string `yaml:"message"`
+	Type      string `yaml:"type"`
+	RequestID string `yaml:"request_id"`
+}
+
+// ErrorText is what one denial says.
+type ErrorText struct {
+	Code    string `yaml:"code"`
+	Message string `yaml:"message"`
+	Type    string `yaml:"type"`
+}
+
+// Introspection is a route Keygate answers itself with the calling key's
+// description ("test if your key works").
+type Introspection struct {
+	Path    string   `yaml:"path"` // empty: off
+	Methods []string `yaml:"methods"`
 }
 
 // Log sets the process log.
@@ -167,8 +200,10 @@ func Default() Config {
 			KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant", Org: "x-keygate-org",
 			Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
 		},
-		Scopes: Scopes{Form: "resource:action"},
-		Roll:   Roll{Grace: 24 * time.Hour},
+		Scopes:        Scopes{Form: "resource:action"},
+		Roll:          Roll{Grace: 24 * time.Hour},
+		Errors:        Errors{Shape: "nested", Fields: ErrorFields{Code: "code", Message: "message", Type: "type", RequestID: "request_id"}},
+		Introspection: Introspection{Methods: []string{"GET"}},
 	}
 }
 
@@ -457,6 +492,26 @@ func (c *Config) Validate() error {
 			bad(field, "%q is also used by %s", h, other)
 		}
 		seen[h] = field
+	}
+	if c.Errors.Shape != "nested" && c.Errors.Shape != "flat" {
+		bad("errors.shape", "%q is not nested or flat", c.Errors.Shape)
+	}
+	if c.Errors.Fields.Message == "" {
+		bad("errors.fields.message", "must not be empty")
+	}
+	names := map[string]string{}
+	for field, n := range map[string]string{"errors.fields.code": c.Errors.Fields.Code, "errors.fields.message": c.Errors.Fields.Message,
+		"errors.fields.type": c.Errors.Fields.Type, "errors.fields.request_id": c.Errors.Fields.RequestID} {
+		if n == "" {
+			continue
+		}
+		if other, dup := names[n]; dup {
+			bad(field, "%q is also used by %s", n, other)
+		}
+		names[n] = field
+	}
+	if p := c.Introspection.Path; p != "" && (p[0] != '/' || strings.ContainsAny(p, "?#*")) {
+		bad("introspection.path", "%q must be a plain path starting with /", p)
 	}
 	if c.Auth.Realm == "" || strings.ContainsAny(c.Auth.Realm, "\"\\\r\n") {
 		bad("auth.realm", "must be non-empty text without quotes or backslashes")

@@ -25,6 +25,9 @@ const (
 	CodeRouteNotFound
 	CodeRateLimited
 	CodeUnavailable
+	// CodeIntrospection: the request was for the introspection route and
+	// Keygate answered it itself (200 with the key's description).
+	CodeIntrospection
 	numCodes
 )
 
@@ -50,6 +53,9 @@ var codeTable = [numCodes]codeInfo{
 	CodeRouteNotFound:          {"route_not_found", http.StatusNotFound, codes.NotFound, "invalid_request_error", "No route matches this request"},
 	CodeRateLimited:            {"rate_limited", http.StatusTooManyRequests, codes.ResourceExhausted, "rate_limit_error", "Rate limit exceeded"},
 	CodeUnavailable:            {"unavailable", http.StatusServiceUnavailable, codes.Unavailable, "api_error", "Service temporarily unavailable, retry later"},
+	// Envoy uses the denied response only for a non-OK status: Aborted
+	// says "answered here, not forwarded", with HTTP 200.
+	CodeIntrospection: {"introspection", http.StatusOK, codes.Aborted, "", ""},
 }
 
 // String returns the code's stable name, e.g. "insufficient_scope".

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +58,19 @@ type Config struct {
 	Realm   string
 	// UnavailableRetry is the Retry-After sent with 503s.
 	UnavailableRetry time.Duration
-	Now              func() time.Time // nil: time.Now
+	// Errors shapes denial bodies; the zero value is DESIGN.md's format.
+	Errors *ErrorFormat
+	// Introspection, when Path is set, is a route Keygate answers itself
+	// with the calling key's description, so clients can test a key
+	// without reaching the upstream.
+	Introspection Introspection
+	Now           func() time.Time // nil: time.Now
+}
+
+// Introspection is the route answered by Keygate itself.
+type Introspection struct {
+	Path    string   // e.g. /v3/marketplace/me; empty: off
+	Methods []string // default GET
 }
 
 // Server decides Checks. It is safe for concurrent use.
@@ -71,6 +84,7 @@ type Server struct {
 	metrics *Metrics
 	ids     idGen
 	www     wwwAuth
+	bodies  *bodies
 }
 
 // New builds a Server. metrics may be nil.
@@ -91,6 +105,20 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	if cfg.UnavailableRetry < time.Second {
 		cfg.UnavailableRetry = time.Second
 	}
+	if cfg.Errors == nil {
+		f := DefaultErrorFormat()
+		cfg.Errors = &f
+	}
+	bs, err := compileBodies(*cfg.Errors)
+	if err != nil {
+		return nil, err
+	}
+	if p := cfg.Introspection.Path; p != "" && (p[0] != '/' || strings.ContainsAny(p, "?#*")) {
+		return nil, fmt.Errorf("introspection.path: %q must be a plain path starting with /", p)
+	}
+	if len(cfg.Introspection.Methods) == 0 {
+		cfg.Introspection.Methods = []string{"GET"}
+	}
 	var prefix [6]byte
 	if _, err := rand.Read(prefix[:]); err != nil {
 		return nil, fmt.Errorf("extauthz: seeding request ids: %w", err)
@@ -98,7 +126,7 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	s := &Server{
 		cfg: cfg, keys: kl, lim: lim, usage: usage, log: log, metrics: m,
 		ids: idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
-		www: newWWWAuth(cfg.Realm),
+		www: newWWWAuth(cfg.Realm), bodies: bs,
 	}
 	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}}
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {
@@ -172,8 +200,15 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	}
 	s.usage.Touch(rec.ID, d.Now)
 
-	m, err := s.cfg.Policy.Match(r.Method, r.Path, r.Extensions)
-	if err != nil {
+	intro := s.isIntrospection(r)
+	var m policy.Match
+	var err2 error
+	if intro {
+		m = policy.Match{Found: true, Route: "introspection", OrgRequired: s.cfg.Policy.OrgRequired()}
+	} else {
+		m, err2 = s.cfg.Policy.Match(r.Method, r.Path, r.Extensions)
+	}
+	if err := err2; err != nil {
 		// Context extensions come from the proxy's config, not the client:
 		// a bad one is an operator's mistake, reported as unavailable.
 		s.log.LogAttrs(ctx, slog.LevelError, "bad context_extensions from proxy", slog.String("request_id", d.RequestID), slog.Any("error", err))
@@ -206,7 +241,7 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		}
 		d.Scopes = s.cfg.Policy.Effective(rec.Scopes, g.Scopes)
 	}
-	if missing, ok := s.cfg.Policy.Missing(d.Scopes, m.Scopes); ok {
+	if missing, ok := s.cfg.Policy.Missing(d.Scopes, m.Scopes); ok && !intro {
 		d.Detail = missing
 		return CodeInsufficientScope
 	}
@@ -234,7 +269,31 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		d.RetryAfter = res.RetryAfter
 		return CodeRateLimited
 	}
+	if intro {
+		return CodeIntrospection
+	}
 	return CodeOK
+}
+
+// isIntrospection reports whether r asks for the introspection route.
+func (s *Server) isIntrospection(r *Request) bool {
+	p := s.cfg.Introspection.Path
+	if p == "" {
+		return false
+	}
+	path := r.Path
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	if path != p && path != p+"/" {
+		return false
+	}
+	for _, m := range s.cfg.Introspection.Methods {
+		if strings.EqualFold(m, r.Method) {
+			return true
+		}
+	}
+	return false
 }
 
 // idGen makes request ids when the proxy sent none: a per-process random

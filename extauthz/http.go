@@ -24,7 +24,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	r := s.names.fromHTTP(hr)
 	d := s.Decide(hr.Context(), &r)
 	h := w.Header()
-	if d.Code == CodeOK {
+	if d.Code == CodeIntrospection {
+		for _, kv := range s.introspectionHeaders(&d) {
+			h.Set(kv.key, kv.value)
+		}
+		h.Set("x-keygate-code", d.Code.String())
+		w.WriteHeader(http.StatusOK)
+		w.Write(s.introspectionBody(&d))
+	} else if d.Code == CodeOK {
 		for _, kv := range s.upstreamHeaders(&d) {
 			h.Set(kv.key, kv.value)
 		}
@@ -42,8 +49,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 		// can read the real status from here.
 		h.Set("x-keygate-status", strconv.Itoa(d.Code.HTTPStatus()))
 		h.Set("x-keygate-code", d.Code.String())
+		body := s.bodies.appendBody(make([]byte, 0, 192), d.Code, d.Detail, d.RequestID)
+		// nginx auth_request drops the body: x-keygate-error carries it, so
+		// the denial can be replayed without deciding (and spending) again.
+		h.Set("x-keygate-error", string(body))
 		w.WriteHeader(d.Code.HTTPStatus())
-		w.Write(appendBody(make([]byte, 0, 192), d.Code, d.Detail, d.RequestID))
+		w.Write(body)
 	}
 	s.finish(hr.Context(), &r, &d, start)
 }

@@ -137,12 +137,23 @@ func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
 		}
 	}
 	info := &codeTable[d.Code]
+	if d.Code == CodeIntrospection {
+		return &authv3.CheckResponse{
+			Status: &status.Status{Code: int32(info.grpc), Message: info.name},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode_OK},
+				Headers: options(s.introspectionHeaders(d)),
+				Body:    string(s.introspectionBody(d)),
+			}},
+			DynamicMetadata: md,
+		}
+	}
 	return &authv3.CheckResponse{
 		Status: &status.Status{Code: int32(info.grpc), Message: info.name},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(info.status)},
 			Headers: options(s.deniedHeaders(d)),
-			Body:    string(appendBody(make([]byte, 0, 192), d.Code, d.Detail, d.RequestID)),
+			Body:    string(s.bodies.appendBody(make([]byte, 0, 192), d.Code, d.Detail, d.RequestID)),
 		}},
 		DynamicMetadata: md,
 	}

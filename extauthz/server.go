@@ -49,9 +49,12 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 	if !s.log.Enabled(ctx, level) {
 		return
 	}
-	decision := "allow"
-	if d.Code != CodeOK {
-		decision = "deny"
+	decision := "deny"
+	switch d.Code {
+	case CodeOK:
+		decision = "allow"
+	case CodeIntrospection:
+		decision = "answer"
 	}
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs,

@@ -314,3 +314,7 @@ func isToken(s string) bool {
 	}
 	return true
 }
+
+// OrgRequired is the global default for the organization header, for
+// routes Keygate answers itself.
+func (p *Policy) OrgRequired() bool { return p.org }

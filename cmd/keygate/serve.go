@@ -102,7 +102,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 			KeyID: cfg.Headers.KeyID, Tenant: cfg.Headers.Tenant, OrgOut: cfg.Headers.Org,
 			Env: cfg.Headers.Env, Scopes: cfg.Headers.Scopes, Plan: cfg.Headers.Plan,
 		},
-		Realm: cfg.Auth.Realm,
+		Realm:         cfg.Auth.Realm,
+		Errors:        errorFormat(cfg.Errors),
+		Introspection: extauthz.Introspection{Path: cfg.Introspection.Path, Methods: cfg.Introspection.Methods},
 	}, kc, lim, rec, metrics, log)
 	if err != nil {
 		return err
@@ -219,6 +221,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	}
 	log.Info("keygate stopped")
 	return err
+}
+
+func errorFormat(e config.Errors) *extauthz.ErrorFormat {
+	f := &extauthz.ErrorFormat{Flat: e.Shape == "flat", CodeField: e.Fields.Code, MessageField: e.Fields.Message,
+		TypeField: e.Fields.Type, RequestIDField: e.Fields.RequestID, Overrides: map[string]extauthz.ErrorText{}}
+	for k, v := range e.Overrides {
+		f.Overrides[k] = extauthz.ErrorText(v)
+	}
+	return f
 }
 
 // readiness says whether this replica should get traffic: its cache is

@@ -36,6 +36,9 @@ func loadConfig(path string, e env) (config.Config, error) {
 	if _, err := buildFormats(cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
+	if err := errorFormat(cfg.Errors).Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
 	return cfg, nil
 }
 
