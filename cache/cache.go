@@ -185,6 +185,17 @@ func (c *Cache) store(gen uint64, h keys.Hash, rec *keys.Record) {
 	c.rc.Set(slot(&h), &entry{hash: h, rec: rec}, 1)
 }
 
+// Peek answers from memory only: found is set when the cache knows the
+// hash, rec is nil when it knows it as unknown. It never asks the database,
+// so a caller can decide whether a lookup may cost a query.
+func (c *Cache) Peek(h keys.Hash) (rec *keys.Record, found bool) {
+	e, ok := c.rc.Get(slot(&h))
+	if !ok || e.hash != h {
+		return nil, false
+	}
+	return e.rec, true
+}
+
 // Grant returns the grant in force for tenant in org.
 func (c *Cache) Grant(tenant, org string) (keys.Grant, bool) {
 	g, ok := (*c.grants.Load())[grantKey{tenant, org}]

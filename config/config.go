@@ -147,6 +147,12 @@ type Organization struct {
 type Auth struct {
 	Header string `yaml:"header"` // read, then removed before the upstream
 	Realm  string `yaml:"realm"`  // WWW-Authenticate realm
+	// Failures limits failed authentications per client address (limit 0:
+	// off); an address over it gets 429 before any database lookup.
+	Failures Window `yaml:"failures"`
+	// TrustedHops: how many proxies in front of Envoy append to
+	// X-Forwarded-For (0: the client is Envoy's source address).
+	TrustedHops int `yaml:"trusted_hops"`
 }
 
 // Headers names the headers injected for the upstream.
@@ -195,7 +201,7 @@ func Default() Config {
 		Plans:        DefaultPlans(),
 		Limits:       Limits{OnRedisError: "local"},
 		Organization: Organization{Header: "x-organization-id"},
-		Auth:         Auth{Header: "authorization", Realm: "keygate"},
+		Auth:         Auth{Header: "authorization", Realm: "keygate", Failures: Window{Limit: 20, Period: time.Minute}},
 		Headers: Headers{
 			KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant", Org: "x-keygate-org",
 			Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
@@ -492,6 +498,12 @@ func (c *Config) Validate() error {
 			bad(field, "%q is also used by %s", h, other)
 		}
 		seen[h] = field
+	}
+	if c.Auth.Failures.Limit < 0 || c.Auth.Failures.Limit > 0 && c.Auth.Failures.Period <= 0 {
+		bad("auth.failures", "limit must be 0 (off) or positive with a positive period")
+	}
+	if c.Auth.TrustedHops < 0 || c.Auth.TrustedHops > 10 {
+		bad("auth.trusted_hops", "must be between 0 and 10, got %d", c.Auth.TrustedHops)
 	}
 	if c.Errors.Shape != "nested" && c.Errors.Shape != "flat" {
 		bad("errors.shape", "%q is not nested or flat", c.Errors.Shape)

@@ -26,6 +26,13 @@ func (m memKeys) Lookup(_ context.Context, h keys.Hash) (keys.Record, error) {
 	}
 	return r, nil
 }
+func (m memKeys) Peek(h keys.Hash) (*keys.Record, bool) {
+	r, ok := m[h]
+	if !ok {
+		return nil, false
+	}
+	return &r, true
+}
 func (m memKeys) Grant(string, string) (keys.Grant, bool) { return keys.Grant{}, false }
 
 var errNotFoundForBench = cache.ErrNotFound

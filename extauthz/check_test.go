@@ -60,6 +60,8 @@ type envOpts struct {
 	plans       map[string][]limits.Window
 	redisURL    string
 	onRedisErr  limits.Mode
+	failures    *limits.Failures
+	trustedHops int
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -124,11 +126,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := extauthz.New(extauthz.Config{
-		Formats: formats, Hasher: hasher, Policy: pol, Realm: "keygate",
+	ecfg := extauthz.Config{
+		Formats: formats, Hasher: hasher, Policy: pol, Realm: "keygate", TrustedHops: o.trustedHops,
 		Headers: extauthz.HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id",
 			Tenant: "x-keygate-tenant", OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"},
-	}, kc, lim, rec, nil, log)
+	}
+	if o.failures != nil {
+		ecfg.Failures = o.failures
+	}
+	srv, err := extauthz.New(ecfg, kc, lim, rec, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

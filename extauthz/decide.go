@@ -24,9 +24,20 @@ import (
 
 // keyLookup resolves a hashed key. *cache.Cache implements it.
 type keyLookup interface {
+	// Peek answers from memory only (rec nil: known to be unknown).
+	Peek(h keys.Hash) (rec *keys.Record, found bool)
 	Lookup(ctx context.Context, h keys.Hash) (keys.Record, error)
 	Grant(tenant, org string) (keys.Grant, bool)
 }
+
+// failureLimiter limits failed authentications per client address.
+// *limits.Failures implements it.
+type failureLimiter interface {
+	Blocked(addr string) (time.Duration, bool)
+	Fail(addr string) (time.Duration, bool)
+}
+
+var _ failureLimiter = (*limits.Failures)(nil)
 
 var _ keyLookup = (*cache.Cache)(nil)
 
@@ -60,6 +71,14 @@ type Config struct {
 	UnavailableRetry time.Duration
 	// Errors shapes denial bodies; the zero value is DESIGN.md's format.
 	Errors *ErrorFormat
+	// Failures, if set, limits failed authentications per client address:
+	// once an address is over, keys not already in memory get 429 before
+	// any database lookup (keys in memory still work, so one client's
+	// guessing does not lock out others behind the same address).
+	Failures failureLimiter
+	// TrustedHops is how many proxies in front of Envoy append to
+	// X-Forwarded-For; 0 means the client is Envoy's source address.
+	TrustedHops int
 	// Introspection, when Path is set, is a route Keygate answers itself
 	// with the calling key's description, so clients can test a key
 	// without reaching the upstream.
@@ -179,17 +198,31 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		return CodeMalformedAuthorization
 	}
 	d.TokenSent = true
-	if _, err := s.cfg.Formats.Parse(token); err != nil {
-		return CodeInvalidAPIKey
+	h := s.cfg.Hasher.Sum(token)
+	cached, known := s.keys.Peek(h)
+	if cached == nil && s.cfg.Failures != nil {
+		if retry, blocked := s.cfg.Failures.Blocked(s.client(r)); blocked {
+			d.RetryAfter, d.Detail = retry, tooManyFailures
+			return CodeRateLimited
+		}
 	}
-	rec, err := s.keys.Lookup(ctx, s.cfg.Hasher.Sum(token))
-	switch {
-	case errors.Is(err, cache.ErrNotFound):
-		return CodeInvalidAPIKey
-	case err != nil:
-		s.log.LogAttrs(ctx, slog.LevelWarn, "key lookup failed", slog.String("request_id", d.RequestID), slog.Any("error", err))
-		d.RetryAfter = s.cfg.UnavailableRetry
-		return CodeUnavailable
+	if _, err := s.cfg.Formats.Parse(token); err != nil || known && cached == nil {
+		return s.failed(r, d)
+	}
+	var rec keys.Record
+	if cached != nil {
+		rec = *cached
+	} else {
+		var err error
+		rec, err = s.keys.Lookup(ctx, h)
+		switch {
+		case errors.Is(err, cache.ErrNotFound):
+			return s.failed(r, d)
+		case err != nil:
+			s.log.LogAttrs(ctx, slog.LevelWarn, "key lookup failed", slog.String("request_id", d.RequestID), slog.Any("error", err))
+			d.RetryAfter = s.cfg.UnavailableRetry
+			return CodeUnavailable
+		}
 	}
 	d.Key = &rec
 	switch rec.Status(d.Now) {
@@ -273,6 +306,39 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		return CodeIntrospection
 	}
 	return CodeOK
+}
+
+const tooManyFailures = ": too many failed authentications from this address"
+
+// failed counts a failed authentication against the client's address.
+func (s *Server) failed(r *Request, d *Decision) Code {
+	if s.cfg.Failures != nil {
+		s.cfg.Failures.Fail(s.client(r))
+	}
+	return CodeInvalidAPIKey
+}
+
+// client is the address failures are counted against: with trusted hops,
+// the X-Forwarded-For entry that many from the right (the one the
+// outermost trusted proxy saw), else the peer Envoy saw.
+func (s *Server) client(r *Request) string {
+	if n := s.cfg.TrustedHops; n > 0 && r.ForwardedFor != "" {
+		xff := r.ForwardedFor
+		for i := 1; i < n; i++ {
+			j := strings.LastIndexByte(xff, ',')
+			if j < 0 {
+				return r.Source
+			}
+			xff = xff[:j]
+		}
+		if j := strings.LastIndexByte(xff, ','); j >= 0 {
+			xff = xff[j+1:]
+		}
+		if a := strings.TrimSpace(xff); a != "" {
+			return a
+		}
+	}
+	return r.Source
 }
 
 // isIntrospection reports whether r asks for the introspection route.

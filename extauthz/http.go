@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,6 +66,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 // (Envoy's http_service with path_prefix).
 func (n *headerNames) fromHTTP(hr *http.Request) Request {
 	r := Request{Method: hr.Method, Path: strings.TrimPrefix(hr.URL.RequestURI(), HTTPPrefix)}
+	if host, _, err := net.SplitHostPort(hr.RemoteAddr); err == nil {
+		r.Source = host
+	}
 	if r.Path == "" || r.Path[0] != '/' {
 		r.Path = "/" + r.Path
 	}

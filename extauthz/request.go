@@ -19,6 +19,10 @@ type Request struct {
 	OrgCount      int
 	RequestID     string
 	Extensions    map[string]string // Envoy's per-route context_extensions
+	// Source is the peer address Envoy saw; ForwardedFor the
+	// X-Forwarded-For header, for TrustedHops.
+	Source       string
+	ForwardedFor string
 	// Strip lists client-sent headers under the reserved x-keygate- prefix
 	// that Keygate does not set itself: they are removed before the upstream.
 	Strip []string
@@ -38,7 +42,8 @@ type headerNames struct {
 func (n *headerNames) fromCheck(req *authv3.CheckRequest) Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	r := Request{Method: h.GetMethod(), Path: h.GetPath(), RequestID: h.GetId(), Extensions: attrs.GetContextExtensions()}
+	r := Request{Method: h.GetMethod(), Path: h.GetPath(), RequestID: h.GetId(), Extensions: attrs.GetContextExtensions(),
+		Source: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()}
 	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
 		for _, hv := range hm.GetHeaders() {
 			v := hv.GetValue()
@@ -74,6 +79,8 @@ func (n *headerNames) header(r *Request, k, v string, joined bool) {
 		}
 	case k == "x-request-id":
 		r.RequestID = v
+	case k == "x-forwarded-for":
+		r.ForwardedFor = v
 	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
 		r.Strip = append(r.Strip, k)
 	}

@@ -95,7 +95,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	if err := registerStateMetrics(reg, kc, lim); err != nil {
 		return err
 	}
-	srv, err := extauthz.New(extauthz.Config{
+	var failures *limits.Failures
+	if w := cfg.Auth.Failures; w.Limit > 0 {
+		if failures, err = limits.NewFailures(limits.Window{Limit: w.Limit, Period: w.Period}, nil); err != nil {
+			return err
+		}
+		defer failures.Close()
+	}
+	ecfg := extauthz.Config{
 		Formats: formats, Hasher: keys.NewHasher([]byte(cfg.Database.Pepper)), Policy: pol,
 		Headers: extauthz.HeaderNames{
 			Auth: cfg.Auth.Header, Org: cfg.Organization.Header,
@@ -105,7 +112,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		Realm:         cfg.Auth.Realm,
 		Errors:        errorFormat(cfg.Errors),
 		Introspection: extauthz.Introspection{Path: cfg.Introspection.Path, Methods: cfg.Introspection.Methods},
-	}, kc, lim, rec, metrics, log)
+		TrustedHops:   cfg.Auth.TrustedHops,
+	}
+	if failures != nil { // a nil *Failures must not become a non-nil interface
+		ecfg.Failures = failures
+	}
+	srv, err := extauthz.New(ecfg, kc, lim, rec, metrics, log)
 	if err != nil {
 		return err
 	}
