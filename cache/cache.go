@@ -135,13 +135,9 @@ func slot(h *keys.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 // database could not be asked and the key is not cached.
 func (c *Cache) Lookup(ctx context.Context, h keys.Hash) (keys.Record, error) {
 	if e, ok := c.rc.Get(slot(&h)); ok && e.hash == h {
+		c.count(e)
 		if e.rec == nil {
-			c.negHits.Add(1)
 			return keys.Record{}, ErrNotFound
-		}
-		c.hits.Add(1)
-		if !c.dbUp.Load() {
-			c.stale.Add(1)
 		}
 		return *e.rec, nil
 	}
@@ -193,7 +189,21 @@ func (c *Cache) Peek(h keys.Hash) (rec *keys.Record, found bool) {
 	if !ok || e.hash != h {
 		return nil, false
 	}
+	c.count(e)
 	return e.rec, true
+}
+
+// count records a hit, negative hit or stale serve.
+func (c *Cache) count(e *entry) {
+	switch {
+	case e.rec == nil:
+		c.negHits.Add(1)
+	case !c.dbUp.Load():
+		c.hits.Add(1)
+		c.stale.Add(1)
+	default:
+		c.hits.Add(1)
+	}
 }
 
 // Grant returns the grant in force for tenant in org.

@@ -64,7 +64,7 @@ func TestHTTPExampleEnvoy(t *testing.T) {
 		t.Errorf("http_service cluster %q not among %v", hs.GetServerUri().GetCluster(), clusters)
 	}
 	var req []string
-	for _, p := range hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns() {
+	for _, p := range ea.GetAllowedHeaders().GetPatterns() {
 		req = append(req, p.GetExact())
 	}
 	for _, h := range []string{"authorization", "x-organization-id"} {

@@ -234,9 +234,6 @@ func renderNginxConf(t *testing.T, dir, listen, keygateAddr, appAddr string) str
 
 func startNginx(t *testing.T, dir, conf, listen string) {
 	t.Helper()
-	if _, err := os.Stat(nginxBin); err != nil {
-		t.Fatalf("%s is missing: this end-to-end test needs a real nginx; install it with `apt-get install -y nginx` (Debian's package; nginx-light also provides it): %v", nginxBin, err)
-	}
 	global := "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"
 	if os.Geteuid() == 0 {
 		// As root, workers would switch to nobody, who cannot use dir.
@@ -301,6 +298,9 @@ type result struct {
 }
 
 func TestHTTPNginxAuthRequest(t *testing.T) {
+	if _, err := os.Stat(nginxBin); err != nil {
+		t.Fatalf("%s is missing: this end-to-end test needs a real nginx; run `apt-get install -y nginx` (Debian's package, with the auth_request module): %v", nginxBin, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	dir := t.TempDir()
