@@ -43,6 +43,16 @@ type Config struct {
 	Roll            Roll                `yaml:"roll"`
 	Errors          Errors              `yaml:"errors"`
 	Introspection   Introspection       `yaml:"introspection"`
+	TLS             TLS                 `yaml:"tls"`
+}
+
+// TLS secures the gRPC listener, for Envoy outside a mesh. Files are
+// reloaded when they change.
+type TLS struct {
+	CertFile          string `yaml:"cert_file"` // empty: plaintext (a mesh provides mTLS)
+	KeyFile           string `yaml:"key_file"`
+	ClientCAFile      string `yaml:"client_ca_file"`      // verify client certificates (mTLS)
+	RequireClientCert bool   `yaml:"require_client_cert"` // reject clients without one
 }
 
 // Errors shapes the JSON body of denials.
@@ -504,6 +514,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.TrustedHops < 0 || c.Auth.TrustedHops > 10 {
 		bad("auth.trusted_hops", "must be between 0 and 10, got %d", c.Auth.TrustedHops)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file must be set together")
+	}
+	if (c.TLS.ClientCAFile != "" || c.TLS.RequireClientCert) && c.TLS.CertFile == "" {
+		bad("tls.client_ca_file", "client certificates need tls.cert_file and tls.key_file")
+	}
+	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
+		bad("tls.require_client_cert", "needs tls.client_ca_file")
 	}
 	if c.Errors.Shape != "nested" && c.Errors.Shape != "flat" {
 		bad("errors.shape", "%q is not nested or flat", c.Errors.Shape)

@@ -111,6 +111,11 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bad env var duration", "", map[string]string{"KEYGATE_DATABASE_TIMEOUT": "fast"}, "KEYGATE_DATABASE_TIMEOUT"},
 		{"bad env var bool", "", map[string]string{"KEYGATE_ORGANIZATION_REQUIRED": "yes please"}, "KEYGATE_ORGANIZATION_REQUIRED"},
 		{"not yaml", "{{{", nil, "keygate.yaml"},
+		{"tls cert without key", "tls:\n  cert_file: /x\n", nil, "cert_file and key_file"},
+		{"mtls without ca", "tls:\n  cert_file: /x\n  key_file: /y\n  require_client_cert: true\n", nil, "tls.require_client_cert"},
+		{"bad failures", "auth:\n  failures: {limit: -1, period: 1m}\n", nil, "auth.failures"},
+		{"bad error shape", "errors:\n  shape: round\n", nil, "errors.shape"},
+		{"bad introspection path", "introspection:\n  path: me\n", nil, "introspection.path"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

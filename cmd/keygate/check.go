@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -38,6 +42,9 @@ func cmdCheck(ctx context.Context, args []string, e env) error {
 	raw := fs.Bool("raw-headers", false, "send headers in header_map with raw_value, as Envoy does with encode_raw_headers")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	asJSON := fs.Bool("json", false, "print the CheckResponse as JSON")
+	caFile := fs.String("cacert", "", "verify the server with this CA (turns on TLS)")
+	certFile := fs.String("cert", "", "client certificate for mTLS")
+	keyFile := fs.String("key-file", "", "client certificate's key for mTLS")
 	var headers, exts listFlag
 	fs.Var(&headers, "header", "extra request header 'name: value' (repeatable)")
 	fs.Var(&exts, "ext", "per-route context extension 'key=value', e.g. keygate.scopes=patients:read (repeatable)")
@@ -75,7 +82,15 @@ func cmdCheck(ctx context.Context, args []string, e env) error {
 	}
 	req := buildCheckRequest(*method, *path, *host, *requestID, hdrs, ext, *raw)
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if *caFile != "" {
+		tc, err := clientTLS(*caFile, *certFile, *keyFile)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("connecting to %s: %w", *addr, err)}
 	}
@@ -99,6 +114,26 @@ func cmdCheck(ctx context.Context, args []string, e env) error {
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--cacert: no PEM certificate in %s", caFile)
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile != "" || keyFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key-file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc, nil
 }
 
 // buildCheckRequest fills the fields Envoy's ext_authz filter fills.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/certs"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keys"
@@ -122,11 +124,21 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		return err
 	}
 
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(1<<20),
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+		grpc.MaxConcurrentStreams(1024),
+	}
+	if cfg.TLS.CertFile != "" {
+		rl, err := certs.New(certs.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+			ClientCAFile: cfg.TLS.ClientCAFile, RequireClientCert: cfg.TLS.RequireClientCert})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(rl.TLSConfig())))
+	}
+	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -176,7 +188,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
-		slog.String("database", dbKind(cfg.Database.URL)), slog.Bool("redis", cfg.Redis.URL != ""))
+		slog.String("database", dbKind(cfg.Database.URL)), slog.Bool("redis", cfg.Redis.URL != ""), slog.Bool("tls", cfg.TLS.CertFile != ""))
 	if started != nil {
 		started(glis.Addr(), hlis.Addr())
 	}
