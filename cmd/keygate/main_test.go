@@ -247,3 +247,12 @@ func waitReady(t *testing.T, grpcAddr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func loadCLIConfig(t *testing.T, c *cli) config.Config {
+	t.Helper()
+	cfg, err := config.Load(c.env["KEYGATE_CONFIG"], func(k string) (string, bool) { v, ok := c.env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
