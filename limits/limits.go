@@ -134,7 +134,8 @@ type Limiter struct {
 
 type denial struct {
 	until  int64 // unix nanos
-	window int   // index of the denying window
+	plan   *plan // the plan that denied; another plan's request ignores it
+	window int   // index of the denying window in plan
 }
 
 // New validates cfg and connects lazily to Redis (no I/O here).
@@ -273,7 +274,7 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 		return l.local.allow(bucket, p), nil
 	}
 	now := l.cfg.Now()
-	if d, ok := l.deny.Get(bucket); ok && now.UnixNano() < d.until {
+	if d, ok := l.deny.Get(bucket); ok && d.plan == p && now.UnixNano() < d.until {
 		l.lden.Add(1)
 		return deniedLocally(p, d, now), nil
 	}
@@ -296,7 +297,7 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 				break
 			}
 		}
-		l.deny.SetWithTTL(bucket, denial{until: now.Add(res.RetryAfter).UnixNano(), window: idx}, 1, res.RetryAfter)
+		l.deny.SetWithTTL(bucket, denial{until: now.Add(res.RetryAfter).UnixNano(), plan: p, window: idx}, 1, res.RetryAfter)
 	}
 	return res, nil
 }
@@ -315,7 +316,7 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 }
 
 // allowRedis spends one request in each window, in plan order; if a window
-// denies, the windows already spent are refunded (AllowN with n = -1: GCRA's
+// denies, the windows already spent are refunded (refundScript: GCRA's
 // theoretical arrival time is additive, so this undoes exactly our cost), so
 // a denied request spends nothing. Each spend is atomic in Redis, so no
 // window ever allows more than its limit, whatever other replicas do; a
@@ -343,11 +344,36 @@ func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan) (Resul
 	return tightest(states), nil
 }
 
+// refundScript gives one request back to a redis_rate GCRA key, in
+// redis_rate's own units (seconds since 2017-01-01 as a float). It differs
+// from AllowN(-1) in one case: when the refunded TAT is not in the future
+// (the window was full before the request), AllowN writes nothing and the
+// request stays spent; this script deletes the key, which is what a full
+// window is. KEYS[1] is redis_rate's key ("rate:" + ours); ARGV: period in
+// seconds, rate.
+var refundScript = redis.NewScript(`
+redis.replicate_commands()
+local tat = tonumber(redis.call("GET", KEYS[1]))
+if not tat then
+  return 0
+end
+local now = redis.call("TIME")
+now = (now[1] - 1483228800) + (now[2] / 1000000)
+local new_tat = tat - tonumber(ARGV[1]) / tonumber(ARGV[2])
+if new_tat > now then
+  redis.call("SET", KEYS[1], new_tat, "EX", math.ceil(new_tat - now))
+else
+  redis.call("DEL", KEYS[1])
+end
+return 1
+`)
+
 // refund gives back the request spent in windows [0, n).
 func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n int) {
 	for i := range n {
 		l.calls.Add(1)
-		if _, err := l.rl.AllowN(ctx, l.redisKey(bucket, p.windows[i]), p.limits[i], -1); err != nil {
+		lim := p.limits[i]
+		if err := refundScript.Run(ctx, l.rdb, []string{"rate:" + l.redisKey(bucket, p.windows[i])}, lim.Period.Seconds(), lim.Rate).Err(); err != nil {
 			l.log.Warn("rate limit refund failed; the window keeps one request spent", slog.String("window", p.windows[i].Name()), slog.Any("error", err))
 		}
 	}

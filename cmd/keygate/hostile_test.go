@@ -29,11 +29,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 	const dbPassword, redisPassword, adminToken = "db-Pa55w0rd-xyzzy", "redis-Pa55w0rd-plugh", "admin-T0ken-frobozz"
 	dbURL.User = url.UserPassword("postgres", dbPassword) // trust auth ignores it; Keygate must still not print it
 	env := map[string]string{
-		"KEYGATE_DATABASE_URL":  dbURL.String(),
-		"KEYGATE_REDIS_URL":     "redis://:" + redisPassword + "@127.0.0.1:1/0",
-		"KEYGATE_ADMIN_TOKEN":   adminToken,
-		"KEYGATE_LOG_LEVEL":     "debug",
-		"KEYGATE_AUTH_FAILURES": `{limit: 3, period: 1m}`,
+		"KEYGATE_DATABASE_URL":        dbURL.String(),
+		"KEYGATE_REDIS_URL":           "redis://:" + redisPassword + "@127.0.0.1:1/0",
+		"KEYGATE_ADMIN_TOKEN":         adminToken,
+		"KEYGATE_LOG_LEVEL":           "debug",
+		"KEYGATE_AUTH_FAILURES_LIMIT": "3",
 	}
 	var secrets []string
 	id, key := createKeyProc(t, env, "--tenant", "acme", "--env", "live", "--scopes", "patients:read")

@@ -1,0 +1,158 @@
+package limits
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/testredis"
+)
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestRedisFailure kills a private Redis mid-traffic in each mode, checks
+// that every call stays fast and answers as the mode says, then restarts
+// Redis and checks that Run brings the limiter back to it.
+func TestRedisFailure(t *testing.T) {
+	t.Parallel()
+	const callBound = 500 * time.Millisecond
+	small := Window{Limit: 5, Period: time.Hour}
+	plans := map[string][]Window{"big": {{Limit: 1_000_000, Period: time.Hour}}, "small": {small}}
+	for _, mode := range []Mode{ModeLocal, ModeOpen, ModeClosed} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			srv := testredis.Start(t)
+			logs := &lockedBuffer{}
+			l, err := New(Config{Plans: plans, RedisURL: srv.URL(), OnRedisError: mode, ProbeInterval: 100 * time.Millisecond},
+				slog.New(slog.NewTextHandler(logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			runDone := make(chan error)
+			go func() { runDone <- l.Run(ctx) }()
+			defer func() { cancel(); <-runDone }()
+
+			// Traffic flows through the whole test.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var slowest atomic.Int64
+			var calls atomic.Int64
+			for range 4 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						start := time.Now()
+						r, err := l.Allow(context.Background(), "flow", "big")
+						d := time.Since(start)
+						calls.Add(1)
+						if int64(d) > slowest.Load() {
+							slowest.Store(int64(d))
+						}
+						if d > callBound {
+							t.Errorf("a call took %v, want < %v", d, callBound)
+						}
+						switch {
+						case err == nil && r.Allowed:
+						case mode == ModeClosed && errors.Is(err, ErrUnavailable):
+						default:
+							t.Errorf("mode %s: Allow = %+v, %v", mode, r, err)
+						}
+						time.Sleep(time.Millisecond)
+					}
+				})
+			}
+			defer func() { close(stop); wg.Wait() }()
+
+			time.Sleep(200 * time.Millisecond)
+			if st := l.Stats(); !st.RedisUp || st.RedisCalls == 0 {
+				t.Fatalf("before the kill: %+v, want Redis up and used", st)
+			}
+			srv.Kill()
+			time.Sleep(300 * time.Millisecond)
+			if st := l.Stats(); st.RedisUp || st.RedisErrors == 0 {
+				t.Fatalf("after the kill: %+v, want Redis down with errors counted", st)
+			}
+			if !strings.Contains(logs.String(), "redis unreachable") {
+				t.Errorf("no log line for Redis going down:\n%s", logs)
+			}
+
+			// Answers follow the mode.
+			for k := 1; k <= small.Limit+1; k++ {
+				start := time.Now()
+				r, err := l.Allow(context.Background(), "enforce", "small")
+				if d := time.Since(start); d > callBound {
+					t.Errorf("request %d took %v while Redis is down", k, d)
+				}
+				switch mode {
+				case ModeLocal: // the in-process GCRA enforces the plan
+					if err != nil || r.Unknown || r.Allowed != (k <= small.Limit) {
+						t.Fatalf("request %d: %+v, %v; want allowed=%v by the local limiter", k, r, err, k <= small.Limit)
+					}
+					if k > small.Limit && !within(r.RetryAfter, 11*time.Minute, 12*time.Minute) {
+						t.Fatalf("local denial RetryAfter = %v, want ≈ 12m", r.RetryAfter)
+					}
+				case ModeOpen:
+					if err != nil || !r.Allowed || !r.Unknown {
+						t.Fatalf("request %d: %+v, %v; want allowed with Unknown", k, r, err)
+					}
+				case ModeClosed:
+					if !errors.Is(err, ErrUnavailable) {
+						t.Fatalf("request %d: %+v, %v; want ErrUnavailable", k, r, err)
+					}
+				}
+			}
+
+			// Recovery: Run's probe finds the restarted Redis.
+			srv.Restart()
+			deadline := time.Now().Add(5 * time.Second)
+			for !l.Stats().RedisUp {
+				if time.Now().After(deadline) {
+					t.Fatalf("Redis not back within 5s of its restart: %+v", l.Stats())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !strings.Contains(logs.String(), "redis reachable again") {
+				t.Errorf("no log line for Redis coming back:\n%s", logs)
+			}
+			before := l.Stats().RedisCalls
+			// The restarted Redis is empty: the bucket starts afresh there.
+			r, err := l.Allow(context.Background(), "enforce", "small")
+			if err != nil || !r.Allowed || r.Unknown || r.Remaining != small.Limit-1 && r.Remaining != small.Limit-2 {
+				t.Fatalf("after recovery: %+v, %v; want allowed by Redis's fresh bucket", r, err)
+			}
+			if l.Stats().RedisCalls == before {
+				t.Fatal("after recovery the request did not go to Redis")
+			}
+			time.Sleep(100 * time.Millisecond)
+			t.Logf("mode %s: %d calls, slowest %v, stats %+v", mode, calls.Load(), time.Duration(slowest.Load()), l.Stats())
+		})
+	}
+}
