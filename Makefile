@@ -4,7 +4,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 PKGS        := ./...
 
-.PHONY: all build test vet lint fuzz fuzz-ci bench services run
+.PHONY: all build test vet lint fuzz fuzz-ci bench loadtest run
 
 all: build
 
@@ -41,6 +41,11 @@ fuzz:
 ## bench: the Go benchmarks of the hot path.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./extauthz/ ./limits/ ./keys/ ./policy/ ./cache/
+
+## loadtest: the load harness: a no-op ext_authz server, Keygate with
+## in-process limits and Keygate with Redis limits under the same gRPC load.
+loadtest:
+	$(GO) run ./cmd/keygate-bench $(ARGS)
 
 ## run: the server on the embedded defaults.
 run:

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keygate/keygate/policy"
+)
+
+// loadOpts is the load every server gets.
+type loadOpts struct {
+	concurrency int
+	conns       int
+	duration    time.Duration
+	warmup      time.Duration
+	rate        float64 // checks/s, open loop; 0: closed loop, as fast as possible
+}
+
+// measured is what one load run saw over its measured interval.
+type measured struct {
+	checks   uint64 // completed with an OK response
+	notOK    uint64 // completed with a denial
+	errors   uint64 // gRPC errors
+	elapsed  time.Duration
+	cpu      time.Duration // user+sys of the whole process
+	mallocs  uint64        // heap allocations of the whole process
+	lat      hist
+	firstErr error
+}
+
+// checkRequest is the CheckRequest Envoy's ext_authz filter sends for
+// GET /api/v1/patients/p1 with a bearer key (the fields cmd/keygate's
+// buildCheckRequest fills), with the route's scope in context_extensions.
+func checkRequest(key string, worker int) *authv3.CheckRequest {
+	id := fmt.Sprintf("bench-%d", worker)
+	const path = "/api/v1/patients/p1"
+	h := map[string]string{
+		":method": "GET", ":path": path, ":authority": "api.example.com", ":scheme": "http",
+		"x-request-id": id, "user-agent": "keygate-bench", "accept": "*/*", "x-forwarded-proto": "http",
+	}
+	if key != "" {
+		h["authorization"] = "Bearer " + key
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: id, Method: "GET", Path: path, Host: "api.example.com", Scheme: "http", Protocol: "HTTP/1.1", Headers: h,
+		}},
+		ContextExtensions: map[string]string{policy.ExtScopes: "patients:read"},
+	}}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+const (
+	phaseWarmup int32 = iota
+	phaseMeasure
+	phaseStop
+)
+
+// drive sends the load to addr: a warmup, then the measured interval.
+// onMeasure, if set, runs as the measured interval starts and its result
+// runs as it ends (profiling).
+func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() func()) (*measured, error) {
+	conns := make([]authv3.AuthorizationClient, o.conns)
+	for i := range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+		c := authv3.NewAuthorizationClient(cc)
+		// Connect each client, and check the server allows the request.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.Check(cctx, checkRequest(key, -1))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("first check: %w", err)
+		}
+		if resp.GetOkResponse() == nil {
+			return nil, fmt.Errorf("first check was denied: %d %s", resp.GetDeniedResponse().GetStatus().GetCode(), resp.GetStatus().GetMessage())
+		}
+		conns[i] = c
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var phase atomic.Int32
+	type workerResult struct {
+		lat             hist
+		ok, notOK, errs uint64
+		firstErr        error
+	}
+	results := make([]*workerResult, o.concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range o.concurrency {
+		res := &workerResult{}
+		results[w] = res
+		req := checkRequest(key, w)
+		client := conns[w%len(conns)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each worker has its own context: the per-call context gRPC
+			// derives from it then registers with an uncontended parent
+			// (a shared one is a mutex all workers fight over).
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			// In fixed-rate mode, worker w sends checks number w, w+C,
+			// w+2C, … of a schedule at o.rate checks/s, and latency runs
+			// from the scheduled send time: a stalled server delays later
+			// sends, and that wait is counted (no coordinated omission).
+			var interval time.Duration
+			var next time.Time
+			if o.rate > 0 {
+				interval = time.Duration(float64(o.concurrency) * float64(time.Second) / o.rate)
+				next = start.Add(time.Duration(float64(w) * float64(time.Second) / o.rate))
+			}
+			for {
+				var t0 time.Time
+				if o.rate > 0 {
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-ctx.Done():
+							return
+						}
+					}
+					t0 = next
+					next = next.Add(interval)
+				} else {
+					t0 = time.Now()
+				}
+				if phase.Load() == phaseStop {
+					return
+				}
+				resp, err := client.Check(ctx, req)
+				lat := time.Since(t0)
+				switch phase.Load() {
+				case phaseStop:
+					return
+				case phaseWarmup:
+					continue
+				}
+				switch {
+				case err != nil:
+					res.errs++
+					if res.firstErr == nil {
+						res.firstErr = err
+					}
+				case resp.GetOkResponse() == nil:
+					res.notOK++
+				default:
+					res.ok++
+				}
+				res.lat.record(lat)
+			}
+		}()
+	}
+
+	sleep := func(d time.Duration) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := sleep(o.warmup); err != nil {
+		return nil, err
+	}
+	var after func()
+	if onMeasure != nil {
+		after = onMeasure()
+	}
+	m0, c0 := mallocs(), cpuTime()
+	t0 := time.Now()
+	phase.Store(phaseMeasure)
+	err := sleep(o.duration)
+	phase.Store(phaseStop)
+	elapsed := time.Since(t0)
+	c1, m1 := cpuTime(), mallocs()
+	if after != nil {
+		after()
+	}
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	m := &measured{elapsed: elapsed, cpu: c1 - c0, mallocs: m1 - m0}
+	for _, r := range results {
+		m.lat.merge(&r.lat)
+		m.checks += r.ok
+		m.notOK += r.notOK
+		m.errors += r.errs
+		if m.firstErr == nil {
+			m.firstErr = r.firstErr
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func checkSane(t *testing.T, rs []Result, want ...string) {
+	t.Helper()
+	if len(rs) != len(want) {
+		t.Fatalf("got %d results, want %d: %+v", len(rs), len(want), rs)
+	}
+	for i, r := range rs {
+		if r.Server != want[i] {
+			t.Errorf("result %d is %q, want %q", i, r.Server, want[i])
+		}
+		if r.RPS <= 0 || r.Checks == 0 {
+			t.Errorf("%s: rps %.0f, %d checks: want > 0", r.Label, r.RPS, r.Checks)
+		}
+		if r.Denied != 0 || r.Errors != 0 {
+			t.Errorf("%s: %d denied, %d errors (%s)", r.Label, r.Denied, r.Errors, r.FirstError)
+		}
+		if r.P50us <= 0 || r.P99us < r.P50us || r.P999us < r.P99us || r.MaxUs < r.P999us {
+			t.Errorf("%s: percentiles out of order: p50 %v p99 %v p99.9 %v max %v", r.Label, r.P50us, r.P99us, r.P999us, r.MaxUs)
+		}
+		if r.CPUPer10k <= 0 || r.AllocsPer <= 0 {
+			t.Errorf("%s: CPU s/10k %v, allocs/check %v: want > 0", r.Label, r.CPUPer10k, r.AllocsPer)
+		}
+		if i > 0 && (r.RPSRatio <= 0 || r.P99Ratio <= 0) {
+			t.Errorf("%s: ratios to no-op %v, %v: want > 0", r.Label, r.RPSRatio, r.P99Ratio)
+		}
+	}
+}
+
+func TestHarnessTable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	rs, err := run(context.Background(), []string{"-duration", "300ms", "-warmup", "50ms", "-concurrency", "4", "-conns", "2",
+		"-servers", "noop,inproc"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	checkSane(t, rs, srvNoop, srvInProc)
+	table := out.String()
+	for _, s := range []string{"requests/s", "p99.9", "allocs/check", labels[srvNoop], labels[srvInProc], "×", "note: the load generator runs in this process"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("table lacks %q:\n%s", s, table)
+		}
+	}
+	if strings.Contains(table, labels[srvRedis]) {
+		t.Errorf("table has the redis row though -servers left it out:\n%s", table)
+	}
+}
+
+func TestHarnessFixedRateJSON(t *testing.T) {
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	_, err := run(context.Background(), []string{"-duration", "300ms", "-warmup", "50ms", "-concurrency", "4", "-rate", "1000",
+		"-servers", "noop,inproc", "-json"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Mode != "fixed-rate" || rep.Rate != 1000 {
+		t.Errorf("mode %q rate %v", rep.Mode, rep.Rate)
+	}
+	checkSane(t, rep.Results, srvNoop, srvInProc)
+	// Open loop: the achieved rate is the asked one, not the machine's limit.
+	for _, r := range rep.Results {
+		if r.RPS < 500 || r.RPS > 1500 {
+			t.Errorf("%s: %.0f checks/s at -rate 1000", r.Label, r.RPS)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"-duration", "100ms", "-warmup", "0s", "-concurrency", "2", "-servers", "noop,redis", "-redis", "redis://127.0.0.1:1/0"}
+	rs, err := run(context.Background(), args, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run without -require-redis: %v", err)
+	}
+	if len(rs) != 2 || rs[1].Skipped != "redis unreachable" {
+		t.Fatalf("results %+v", rs)
+	}
+	if !strings.Contains(out.String(), "redis unreachable") {
+		t.Errorf("table lacks the unreachable row:\n%s", out.String())
+	}
+	if _, err := run(context.Background(), append(args, "-require-redis"), &out, &errOut); err == nil {
+		t.Error("-require-redis with Redis unreachable: want an error")
+	}
+}
+
+func TestHist(t *testing.T) {
+	var h hist
+	for i := 1; i <= 10000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 5000 * time.Microsecond}, {0.99, 9900 * time.Microsecond}, {0.999, 9990 * time.Microsecond}, {1, 10000 * time.Microsecond}} {
+		got := h.quantile(c.q)
+		if diff := float64(got-c.want) / float64(c.want); diff < -0.01 || diff > 0.01 {
+			t.Errorf("q%v = %v, want %v ±1%%", c.q, got, c.want)
+		}
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 255, 256, 1000, 1 << 40, 1<<63 + 12345} {
+		b := bucketOf(v)
+		if b < 0 || b >= histBuckets {
+			t.Fatalf("bucketOf(%d) = %d out of range", v, b)
+		}
+		if mid := valueOf(b); v >= 256 && (float64(mid) < float64(v)*0.99 || float64(mid) > float64(v)*1.01) {
+			t.Errorf("value %d lands in bucket %d of midpoint %d", v, b, mid)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/keys"
+	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/usage"
+)
+
+// benchPlan is the plan of the benchmark key: far too large to deny anything.
+const benchPlan = "bench"
+
+// server is one system under test, listening on loopback.
+type server struct {
+	addr  string
+	key   string // the API key to send ("" for the no-op server)
+	stats func() serverStats
+	stop  func()
+}
+
+// serverStats are counters a Keygate server exposes, read before and after
+// the measured interval.
+type serverStats struct {
+	RedisCalls, RedisErrors uint64
+	CacheHits, CacheMisses  uint64
+}
+
+// grpcServer builds a gRPC server with the options `keygate serve` uses.
+func grpcServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+}
+
+func listen(gs *grpc.Server) (string, func(), error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = gs.Serve(lis); close(done) }()
+	return lis.Addr().String(), func() { gs.Stop(); <-done }, nil
+}
+
+// noopAuthz is the physical limit: it answers OK at once.
+type noopAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	resp *authv3.CheckResponse
+}
+
+func (n *noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return n.resp, nil
+}
+
+func startNoop() (*server, error) {
+	gs := grpcServer()
+	authv3.RegisterAuthorizationServer(gs, &noopAuthz{resp: &authv3.CheckResponse{
+		Status:       &rpcstatus.Status{},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
+	}})
+	addr, stop, err := listen(gs)
+	if err != nil {
+		return nil, err
+	}
+	return &server{addr: addr, stop: stop, stats: func() serverStats { return serverStats{} }}, nil
+}
+
+// keygateOpts says how to build one Keygate under test.
+type keygateOpts struct {
+	redisURL  string // "" for in-process limits
+	keyPrefix string // Redis key prefix, unique per run
+	log       io.Writer
+}
+
+// startKeygate wires Keygate as `keygate serve` does (store → cache →
+// limits → usage → extauthz → gRPC) with a temporary SQLite database
+// holding one key, and returns once the cache is warm.
+func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	cfg := config.Default()
+	// Decisions are logged at info as in production, in JSON, to o.log
+	// (io.Discard by default): the formatting cost stays, the terminal's
+	// does not.
+	log := slog.New(slog.NewJSONHandler(o.log, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	dir, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "k.db"), store.Options{
+		MaxConns: cfg.Database.MaxConns, QueryTimeout: cfg.Database.Timeout,
+		ConnectTimeout: cfg.Database.ConnectTimeout, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the key database: %w", err)
+	}
+	cleanups = append(cleanups, func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrating the key database: %w", err)
+	}
+
+	fl := make([]keys.Format, len(cfg.KeyFormats))
+	for i, f := range cfg.KeyFormats {
+		fl[i] = keys.Format{Prefix: f.Prefix, Env: keys.Env(f.Env), Checksum: f.HasChecksum()}
+	}
+	formats, err := keys.NewFormats(fl)
+	if err != nil {
+		return nil, err
+	}
+	hasher := keys.NewHasher([]byte("keygate-bench-pepper"))
+	svc, err := admin.New(admin.Config{
+		Formats: formats, Hasher: hasher, Plans: []string{benchPlan},
+		ValidScope: func(string) error { return nil }, Grace: time.Hour, Now: time.Now,
+	}, db)
+	if err != nil {
+		return nil, err
+	}
+	created, err := svc.Create(ctx, admin.CreateRequest{
+		Tenant: "acme", Name: "bench", Env: keys.Env("live"), Scopes: []string{"patients:read"}, Plan: benchPlan,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the bench key: %w", err)
+	}
+
+	pol, err := policyFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	lim, err := limits.New(limits.Config{
+		Plans:    map[string][]limits.Window{benchPlan: {{Limit: 1_000_000_000, Period: time.Hour}}},
+		RedisURL: o.redisURL, KeyPrefix: o.keyPrefix,
+		OnRedisError: limits.Mode(cfg.Limits.OnRedisError), Timeout: cfg.Redis.Timeout,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("limits: %w", err)
+	}
+	cleanups = append(cleanups, func() { lim.Close() })
+	kc, err := cache.New(cache.Config{
+		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
+		QueryTimeout: cfg.Database.Timeout, WarmStart: true,
+	}, db, log)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, kc.Close)
+	rec, err := usage.New(usage.Config{FlushInterval: cfg.Database.LastUsedFlush, Timeout: cfg.Database.Timeout}, db, log)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := extauthz.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		return nil, err
+	}
+	srv, err := extauthz.New(extauthz.Config{
+		Formats: formats, Hasher: hasher, Policy: pol,
+		Headers: extauthz.HeaderNames{
+			Auth: cfg.Auth.Header, Org: cfg.Organization.Header,
+			KeyID: cfg.Headers.KeyID, Tenant: cfg.Headers.Tenant, OrgOut: cfg.Headers.Org,
+			Env: cfg.Headers.Env, Scopes: cfg.Headers.Scopes, Plan: cfg.Headers.Plan,
+		},
+		Realm: cfg.Auth.Realm,
+	}, kc, lim, rec, metrics, log)
+	if err != nil {
+		return nil, err
+	}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	bgDone := make(chan struct{}, 3)
+	for _, run := range []func(context.Context) error{kc.Run, rec.Run, lim.Run} {
+		go func() { _ = run(bg); bgDone <- struct{}{} }()
+	}
+	cleanups = append(cleanups, func() {
+		stopBG()
+		for range 3 {
+			<-bgDone
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !kc.Ready() {
+		if time.Now().After(deadline) {
+			return nil, errors.New("the key cache did not become ready in 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	gs := grpcServer()
+	srv.Register(gs)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	addr, stop, err := listen(gs)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, stop)
+	return &server{
+		addr: addr, key: created.Key, stop: cleanup,
+		stats: func() serverStats {
+			ls, cs := lim.Stats(), kc.Stats()
+			return serverStats{RedisCalls: ls.RedisCalls, RedisErrors: ls.RedisErrors, CacheHits: cs.Hits, CacheMisses: cs.Misses}
+		},
+	}, nil
+}
+
+// redisReachable pings the Redis at url.
+func redisReachable(ctx context.Context, url string) error {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return err
+	}
+	opt.MaxRetries = -1 // one attempt: a refused connection answers at once
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err()
+}
