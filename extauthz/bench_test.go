@@ -97,3 +97,18 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecide is the decision path alone: request mapping and Decide,
+// without rendering the CheckResponse or logging.
+func BenchmarkDecide(b *testing.B) {
+	s, key := benchServer(b)
+	r := benchReq("Bearer " + key)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := s.names.fromCheck(r)
+		if d := s.Decide(ctx, &req); d.Code != CodeOK {
+			b.Fatal(d.Code)
+		}
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
@@ -104,6 +106,9 @@ type Server struct {
 	ids     idGen
 	www     wwwAuth
 	bodies  *bodies
+	// codeValues are the metadata values of each code, built once and
+	// shared (read-only) by every response.
+	codeValues [numCodes]*structpb.Value
 }
 
 // New builds a Server. metrics may be nil.
@@ -146,6 +151,9 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 		cfg: cfg, keys: kl, lim: lim, usage: usage, log: log, metrics: m,
 		ids: idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
 		www: newWWWAuth(cfg.Realm), bodies: bs,
+	}
+	for c := range s.codeValues {
+		s.codeValues[c] = structpb.NewStringValue(Code(c).String())
 	}
 	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}}
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {

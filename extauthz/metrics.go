@@ -9,6 +9,7 @@ import (
 type Metrics struct {
 	decisions [numCodes]prometheus.Counter
 	latency   prometheus.Histogram
+	logErrors prometheus.Counter
 }
 
 // NewMetrics registers the server's metrics on reg.
@@ -22,12 +23,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help:    "Time to decide one authorization request, from request to response.",
 		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 	})
-	for _, c := range []prometheus.Collector{vec, lat} {
+	logErrs := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keygate_log_errors_total",
+		Help: "Decision log lines that could not be written.",
+	})
+	for _, c := range []prometheus.Collector{vec, lat, logErrs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
-	m := &Metrics{latency: lat}
+	m := &Metrics{latency: lat, logErrors: logErrs}
 	for _, c := range Codes() {
 		m.decisions[c] = vec.WithLabelValues(c.String())
 	}
@@ -40,4 +45,10 @@ func (m *Metrics) observe(c Code, seconds float64) {
 	}
 	m.decisions[c].Inc()
 	m.latency.Observe(seconds)
+}
+
+func (m *Metrics) logError() {
+	if m != nil {
+		m.logErrors.Inc()
+	}
 }

@@ -126,15 +126,16 @@ func ceilSeconds(d time.Duration) int64 {
 func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
 	md := s.metadata(d)
 	if d.Code == CodeOK {
-		return &authv3.CheckResponse{
-			Status: &status.Status{},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:              options(s.upstreamHeaders(d)),
-				HeadersToRemove:      s.removedHeaders(d),
-				ResponseHeadersToAdd: options(s.responseHeaders(d)),
-			}},
-			DynamicMetadata: md,
-		}
+		// One allocation for the response and its fixed parts.
+		r := &okResponse{}
+		r.http.Headers = options(s.upstreamHeaders(d))
+		r.http.HeadersToRemove = s.removedHeaders(d)
+		r.http.ResponseHeadersToAdd = options(s.responseHeaders(d))
+		r.oneof.OkResponse = &r.http
+		r.resp.Status = &r.status
+		r.resp.HttpResponse = &r.oneof
+		r.resp.DynamicMetadata = md
+		return &r.resp
 	}
 	info := &codeTable[d.Code]
 	if d.Code == CodeIntrospection {
@@ -159,34 +160,60 @@ func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
 	}
 }
 
+// okResponse holds an allowed CheckResponse and the messages it points to,
+// so that building one costs a single allocation.
+type okResponse struct {
+	resp   authv3.CheckResponse
+	oneof  authv3.CheckResponse_OkResponse
+	http   authv3.OkHttpResponse
+	status status.Status
+}
+
+// headerOption is a HeaderValueOption with its HeaderValue beside it.
+type headerOption struct {
+	opt corev3.HeaderValueOption
+	val corev3.HeaderValue
+}
+
 // options turns headers into HeaderValueOptions that replace any copy the
 // client sent: append_action's zero value would append instead.
 func options(hs []header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
-	vals := make([]corev3.HeaderValue, len(hs))
-	opts := make([]corev3.HeaderValueOption, len(hs))
+	backing := make([]headerOption, len(hs))
 	for i, h := range hs {
-		vals[i].Key, vals[i].Value = h.key, h.value
-		opts[i].Header = &vals[i]
-		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = &opts[i]
+		b := &backing[i]
+		b.val.Key, b.val.Value = h.key, h.value
+		b.opt.Header = &b.val
+		b.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &b.opt
 	}
 	return out
 }
 
 // metadata is what Envoy's access log can print of the decision, under the
-// ext_authz filter's namespace.
+// ext_authz filter's namespace: key id, tenant, org and env on allow (kept
+// small: the map is encoded by reflection on every Check), and the code on
+// a denial.
 func (s *Server) metadata(d *Decision) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 6)
-	f["code"] = structpb.NewStringValue(d.Code.String())
-	f["request_id"] = structpb.NewStringValue(d.RequestID)
-	if d.Key != nil {
-		f["key_id"] = structpb.NewStringValue(d.Key.ID)
-		f["tenant"] = structpb.NewStringValue(d.Key.Tenant)
-		f["env"] = structpb.NewStringValue(string(d.Key.Env))
+	f := make(map[string]*structpb.Value, 5)
+	if d.Code != CodeOK {
+		f["code"] = s.codeValues[d.Code]
 	}
-	if d.Org != "" {
-		f["org"] = structpb.NewStringValue(d.Org)
+	if d.Key != nil {
+		// The string values share two allocations instead of two each.
+		vals := make([]structpb.Value, 4)
+		kinds := make([]structpb.Value_StringValue, 4)
+		set := func(i int, k, v string) {
+			kinds[i].StringValue = v
+			vals[i].Kind = &kinds[i]
+			f[k] = &vals[i]
+		}
+		set(0, "key_id", d.Key.ID)
+		set(1, "tenant", d.Key.Tenant)
+		set(2, "env", string(d.Key.Env))
+		if d.Org != "" {
+			set(3, "org", d.Org)
+		}
 	}
 	return &structpb.Struct{Fields: f}
 }

@@ -56,8 +56,10 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 	case CodeIntrospection:
 		decision = "answer"
 	}
-	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs,
+	// Record built by hand with no caller: LogAttrs would walk the stack
+	// (runtime.Callers) on every Check for a source we never print.
+	rec := slog.NewRecord(time.Now(), level, "decision", 0)
+	rec.AddAttrs(
 		slog.String("decision", decision),
 		slog.String("code", d.Code.String()),
 		slog.String("request_id", d.RequestID),
@@ -67,12 +69,14 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 		slog.Duration("latency", elapsed),
 	)
 	if d.Key != nil {
-		attrs = append(attrs, slog.String("key_id", d.Key.ID), slog.String("key_prefix", d.Key.Prefix), slog.String("tenant", d.Key.Tenant))
+		rec.AddAttrs(slog.String("key_id", d.Key.ID), slog.String("key_prefix", d.Key.Prefix), slog.String("tenant", d.Key.Tenant))
 	}
 	if d.Org != "" {
-		attrs = append(attrs, slog.String("org", d.Org))
+		rec.AddAttrs(slog.String("org", d.Org))
 	}
-	s.log.LogAttrs(ctx, level, "decision", attrs...)
+	if err := s.log.Handler().Handle(ctx, rec); err != nil {
+		s.metrics.logError()
+	}
 }
 
 func truncate(s string, n int) string {

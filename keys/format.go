@@ -126,8 +126,7 @@ func (fs *Formats) Parse(key string) (Format, error) {
 		if !isBase62(body) {
 			return f, fmt.Errorf("%w: character outside base62", ErrInvalid)
 		}
-		split := len(key) - ChecksumLen
-		if checksum(key[:split]) != key[split:] {
+		if !checksumMatches(key) {
 			return f, fmt.Errorf("%w: checksum mismatch", ErrInvalid)
 		}
 		return f, nil
@@ -191,13 +190,31 @@ func Last4(key string) string {
 
 // checksum is the CRC32 (IEEE) of s in fixed-width base62.
 func checksum(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
 	var out [ChecksumLen]byte
+	putChecksum(&out, s)
+	return string(out[:])
+}
+
+func putChecksum(out *[ChecksumLen]byte, s string) {
+	// Table-driven over the string itself: crc32.ChecksumIEEE would need
+	// a []byte copy, which escapes to the heap on every Check.
+	v := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		v = crc32.IEEETable[byte(v)^s[i]] ^ v>>8
+	}
+	v = ^v
 	for i := ChecksumLen - 1; i >= 0; i-- {
 		out[i] = base62[v%62]
 		v /= 62
 	}
-	return string(out[:])
+}
+
+// checksumMatches compares key's trailing checksum without allocating.
+func checksumMatches(key string) bool {
+	split := len(key) - ChecksumLen
+	var want [ChecksumLen]byte
+	putChecksum(&want, key[:split])
+	return string(want[:]) == key[split:]
 }
 
 func isBase62(s string) bool {

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"errors"
+	"hash/crc32"
 	"strings"
 	"testing"
 )
@@ -217,6 +218,20 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, err := fs.Parse(k); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestChecksumIsCRC32IEEE(t *testing.T) {
+	for _, s := range []string{"", "sk_live_", "sk_live_0123456789abcdefghijABCDEFGHIJ01"} {
+		v := crc32.ChecksumIEEE([]byte(s))
+		var want [ChecksumLen]byte
+		for i := ChecksumLen - 1; i >= 0; i-- {
+			want[i] = base62[v%62]
+			v /= 62
+		}
+		if got := checksum(s); got != string(want[:]) {
+			t.Errorf("checksum(%q) = %s, want %s", s, got, want)
 		}
 	}
 }

@@ -68,6 +68,11 @@ func (h *Hasher) Peppered() bool { return h != nil && len(h.pepper) > 0 }
 // Sum hashes a whole key.
 func (h *Hasher) Sum(key string) Hash {
 	if !h.Peppered() {
+		if len(key) <= MaxLen {
+			// A stack buffer: converting the string would escape to the heap.
+			var buf [MaxLen]byte
+			return sha256.Sum256(buf[:copy(buf[:], key)])
+		}
 		return sha256.Sum256([]byte(key))
 	}
 	m := h.pool.Get().(hash.Hash)

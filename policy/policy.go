@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // ScopeForm is how a deployment writes scopes.
@@ -78,7 +80,14 @@ type Policy struct {
 	def   *Match
 	form  ScopeForm
 	org   bool
+	// extScopes caches parsed keygate.scopes values: they come from the
+	// proxy's route config, a small fixed set, but arrive on every request.
+	extScopes sync.Map // string → []string
+	extCached atomic.Int32
 }
+
+// maxExtCache bounds extScopes, in case a proxy sends ever-new values.
+const maxExtCache = 4096
 
 // New compiles and validates cfg; errors name the field, e.g. routes[2].path.
 func New(cfg Config) (*Policy, error) {
@@ -217,6 +226,19 @@ func (p *Policy) Match(method, path string, ext map[string]string) (Match, error
 }
 
 func (p *Policy) parseScopes(v string) ([]string, error) {
+	if s, ok := p.extScopes.Load(v); ok {
+		return s.([]string), nil
+	}
+	out, err := p.parseScopesUncached(v)
+	if err == nil && p.extCached.Load() < maxExtCache {
+		if _, loaded := p.extScopes.LoadOrStore(v, out); !loaded {
+			p.extCached.Add(1)
+		}
+	}
+	return out, err
+}
+
+func (p *Policy) parseScopesUncached(v string) ([]string, error) {
 	out := []string{}
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s == "" {
