@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,10 +64,94 @@ type Stats struct {
 	Version     int64
 }
 
-// entry is one cached answer: a record, or (rec nil) a remembered miss.
+// entry is one cached answer: what decisions need of a key's record, or
+// (known false) a remembered miss. It is kept small — a million of them
+// must fit in a few hundred MiB — so it holds no name, creation or use
+// times, stores times as unix nanoseconds, shares tenant, plan and scope
+// lists between keys (interned), and leaves lineage empty when it is the id.
 type entry struct {
-	hash keys.Hash
-	rec  *keys.Record
+	hash                     keys.Hash
+	known                    bool
+	env                      keys.Env
+	id, prefix, tenant, plan string
+	lineage                  string
+	scopes                   []string
+	expires, revoked, rolled int64
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// record rebuilds the part of a keys.Record that decisions read.
+func (e *entry) record() keys.Record {
+	r := keys.Record{ID: e.id, Hash: e.hash, Prefix: e.prefix, Tenant: e.tenant, Env: e.env, Scopes: e.scopes,
+		Plan: e.plan, Lineage: e.lineage, ExpiresAt: fromNanos(e.expires), RevokedAt: fromNanos(e.revoked), RolledAt: fromNanos(e.rolled)}
+	if r.Lineage == "" {
+		r.Lineage = r.ID
+	}
+	return r
+}
+
+// entryOf makes the cached form of r.
+func (c *Cache) entryOf(r *keys.Record) *entry {
+	e := &entry{hash: r.Hash, known: true, env: r.Env, id: r.ID, prefix: r.Prefix,
+		tenant: c.intern.str(r.Tenant), plan: c.intern.str(r.Plan), scopes: c.intern.list(r.Scopes),
+		expires: nanos(r.ExpiresAt), revoked: nanos(r.RevokedAt), rolled: nanos(r.RolledAt)}
+	if r.Lineage != r.ID {
+		e.lineage = r.Lineage
+	}
+	return e
+}
+
+// interner shares equal strings and scope lists between cached records.
+// It is bounded: past maxInterned distinct values, values are kept as
+// they come.
+type interner struct {
+	mu    sync.Mutex
+	strs  map[string]string
+	lists map[string][]string
+}
+
+const maxInterned = 100_000
+
+func (in *interner) str(s string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.strs[s]; ok {
+		return v
+	}
+	if len(in.strs) < maxInterned {
+		in.strs[s] = s
+	}
+	return s
+}
+
+func (in *interner) list(l []string) []string {
+	if len(l) == 0 {
+		return []string{}
+	}
+	k := strings.Join(l, "\x00")
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.lists[k]; ok {
+		return v
+	}
+	v := append([]string(nil), l...)
+	if len(in.lists) < maxInterned {
+		in.lists[k] = v
+	}
+	return v
 }
 
 type grantKey struct{ tenant, org string }
@@ -84,6 +169,7 @@ type Cache struct {
 	fillMu sync.RWMutex
 	gen    atomic.Uint64
 
+	intern  interner
 	grants  atomic.Pointer[map[grantKey]keys.Grant]
 	version atomic.Int64
 	ready   atomic.Bool
@@ -122,6 +208,7 @@ func New(cfg Config, src source, log *slog.Logger) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c := &Cache{cfg: cfg, src: src, log: log, rc: rc, wake: make(chan struct{}, 1)}
+	c.intern.strs, c.intern.lists = map[string]string{}, map[string][]string{}
 	empty := map[grantKey]keys.Grant{}
 	c.grants.Store(&empty)
 	c.dbUp.Store(true)
@@ -136,22 +223,22 @@ func slot(h *keys.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 func (c *Cache) Lookup(ctx context.Context, h keys.Hash) (keys.Record, error) {
 	if e, ok := c.rc.Get(slot(&h)); ok && e.hash == h {
 		c.count(e)
-		if e.rec == nil {
+		if !e.known {
 			return keys.Record{}, ErrNotFound
 		}
-		return *e.rec, nil
+		return e.record(), nil
 	}
 	c.misses.Add(1)
 	v, err, _ := c.sf.Do(string(h[:]), func() (any, error) { return c.fill(ctx, h) })
 	if err != nil {
 		return keys.Record{}, err
 	}
-	return *v.(*keys.Record), nil
+	return v.(*entry).record(), nil
 }
 
 // fill asks the database for one hash and caches the answer. The query runs
 // detached from the first caller's context: other callers share its result.
-func (c *Cache) fill(ctx context.Context, h keys.Hash) (*keys.Record, error) {
+func (c *Cache) fill(ctx context.Context, h keys.Hash) (*entry, error) {
 	gen := c.gen.Load()
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.QueryTimeout)
 	defer cancel()
@@ -164,39 +251,44 @@ func (c *Cache) fill(ctx context.Context, h keys.Hash) (*keys.Record, error) {
 		c.dbErrors.Add(1)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	c.store(gen, h, &rec)
-	return &rec, nil
+	e := c.entryOf(&rec)
+	c.store(gen, h, e)
+	return e, nil
 }
 
-func (c *Cache) store(gen uint64, h keys.Hash, rec *keys.Record) {
+func (c *Cache) store(gen uint64, h keys.Hash, e *entry) {
 	c.fillMu.RLock()
 	defer c.fillMu.RUnlock()
 	if c.gen.Load() != gen {
 		return // a change landed while we asked: our answer may predate it
 	}
-	if rec == nil {
+	if e == nil {
 		c.rc.SetWithTTL(slot(&h), &entry{hash: h}, 1, c.cfg.NegativeTTL)
 		return
 	}
-	c.rc.Set(slot(&h), &entry{hash: h, rec: rec}, 1)
+	c.rc.Set(slot(&h), e, 1)
 }
 
 // Peek answers from memory only: found is set when the cache knows the
-// hash, rec is nil when it knows it as unknown. It never asks the database,
-// so a caller can decide whether a lookup may cost a query.
-func (c *Cache) Peek(h keys.Hash) (rec *keys.Record, found bool) {
+// hash, and known when it knows it as an existing key (not a remembered
+// miss). It never asks the database, so a caller can decide whether a
+// lookup may cost a query.
+func (c *Cache) Peek(h keys.Hash) (rec keys.Record, found, known bool) {
 	e, ok := c.rc.Get(slot(&h))
 	if !ok || e.hash != h {
-		return nil, false
+		return keys.Record{}, false, false
 	}
 	c.count(e)
-	return e.rec, true
+	if !e.known {
+		return keys.Record{}, true, false
+	}
+	return e.record(), true, true
 }
 
 // count records a hit, negative hit or stale serve.
 func (c *Cache) count(e *entry) {
 	switch {
-	case e.rec == nil:
+	case !e.known:
 		c.negHits.Add(1)
 	case !c.dbUp.Load():
 		c.hits.Add(1)

@@ -252,7 +252,7 @@ func TestStaleFillIsDropped(t *testing.T) {
 	rev := rec
 	rev.RevokedAt = time.Now()
 	c.apply(store.Changes{Keys: []keys.Record{rev}, Version: rec.Version + 1})
-	c.store(gen, hashOf(key), &rec) // the fill that raced the change
+	c.store(gen, hashOf(key), c.entryOf(&rec)) // the fill that raced the change
 	c.rc.Wait()
 	got, err := c.Lookup(context.Background(), hashOf(key))
 	if err != nil || got.RevokedAt.IsZero() {

@@ -88,8 +88,7 @@ func (c *Cache) load(ctx context.Context) error {
 				return fmt.Errorf("warm start after %d keys: %w", n, err)
 			}
 			for i := range page {
-				r := page[i]
-				c.rc.Set(slot(&r.Hash), &entry{hash: r.Hash, rec: &r}, 1)
+				c.rc.Set(slot(&page[i].Hash), c.entryOf(&page[i]), 1)
 			}
 			// Sets are buffered and dropped when the buffer is full: let
 			// each page land before sending the next.
@@ -139,7 +138,7 @@ func (c *Cache) apply(ch store.Changes) {
 			// follows may be dropped, which costs one miss, never a stale
 			// answer.
 			c.rc.Del(k)
-			c.rc.Set(k, &entry{hash: r.Hash, rec: &r}, 1)
+			c.rc.Set(k, c.entryOf(&r), 1)
 		}
 		c.fillMu.Unlock()
 	}

@@ -26,12 +26,9 @@ func (m memKeys) Lookup(_ context.Context, h keys.Hash) (keys.Record, error) {
 	}
 	return r, nil
 }
-func (m memKeys) Peek(h keys.Hash) (*keys.Record, bool) {
+func (m memKeys) Peek(h keys.Hash) (keys.Record, bool, bool) {
 	r, ok := m[h]
-	if !ok {
-		return nil, false
-	}
-	return &r, true
+	return r, ok, ok
 }
 func (m memKeys) Grant(string, string) (keys.Grant, bool) { return keys.Grant{}, false }
 

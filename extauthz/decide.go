@@ -26,8 +26,9 @@ import (
 
 // keyLookup resolves a hashed key. *cache.Cache implements it.
 type keyLookup interface {
-	// Peek answers from memory only (rec nil: known to be unknown).
-	Peek(h keys.Hash) (rec *keys.Record, found bool)
+	// Peek answers from memory only: found, the hash is cached; known, as
+	// an existing key rather than a remembered miss.
+	Peek(h keys.Hash) (rec keys.Record, found, known bool)
 	Lookup(ctx context.Context, h keys.Hash) (keys.Record, error)
 	Grant(tenant, org string) (keys.Grant, bool)
 }
@@ -207,20 +208,17 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	}
 	d.TokenSent = true
 	h := s.cfg.Hasher.Sum(token)
-	cached, known := s.keys.Peek(h)
-	if cached == nil && s.cfg.Failures != nil {
+	rec, found, known := s.keys.Peek(h)
+	if !known && s.cfg.Failures != nil {
 		if retry, blocked := s.cfg.Failures.Blocked(s.client(r)); blocked {
 			d.RetryAfter, d.Detail = retry, tooManyFailures
 			return CodeRateLimited
 		}
 	}
-	if _, err := s.cfg.Formats.Parse(token); err != nil || known && cached == nil {
+	if _, err := s.cfg.Formats.Parse(token); err != nil || found && !known {
 		return s.failed(r, d)
 	}
-	var rec keys.Record
-	if cached != nil {
-		rec = *cached
-	} else {
+	if !found {
 		var err error
 		rec, err = s.keys.Lookup(ctx, h)
 		switch {
