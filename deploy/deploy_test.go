@@ -1,0 +1,869 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/build"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// helmKubeVersion is the Kubernetes version `helm template` renders for
+// (the chart needs ≥ 1.30: preStop sleep, matchLabelKeys).
+const helmKubeVersion = "1.33.0"
+
+// object is one decoded manifest.
+type object struct {
+	source string // file, or render, and document index
+	meta   metav1.TypeMeta
+	obj    any
+}
+
+func (o object) name() string {
+	if m, ok := o.obj.(metav1.Object); ok {
+		return o.meta.Kind + "/" + m.GetName()
+	}
+	if e, ok := o.obj.(*istioObject); ok {
+		return o.meta.Kind + "/" + e.Metadata.Name
+	}
+	return o.meta.Kind
+}
+
+// kinds are the objects the manifests may contain, by apiVersion and kind.
+var kinds = map[string]func() any{
+	"v1/Namespace":                                  func() any { return &corev1.Namespace{} },
+	"v1/ServiceAccount":                             func() any { return &corev1.ServiceAccount{} },
+	"v1/ConfigMap":                                  func() any { return &corev1.ConfigMap{} },
+	"v1/Service":                                    func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                            func() any { return &appsv1.Deployment{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":        func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"policy/v1/PodDisruptionBudget":                 func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":            func() any { return &networkingv1.NetworkPolicy{} },
+	"security.istio.io/v1/AuthorizationPolicy":      func() any { return &istioObject{spec: &securityv1beta1.AuthorizationPolicy{}} },
+	"install.istio.io/v1alpha1/IstioOperator":       func() any { return &istioObject{spec: &istioOperatorSpec{}} },
+	"kustomize.config.k8s.io/v1beta1/Kustomization": func() any { return &kustomization{} },
+}
+
+// istioObject is an Istio custom resource: Kubernetes metadata around a
+// spec that is one of Istio's API protos, decoded with protojson (unknown
+// fields fail) rather than encoding/json.
+type istioObject struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            json.RawMessage   `json:"spec"`
+	spec            any
+}
+
+// istioOperatorSpec is the part of an IstioOperator these files set: the
+// mesh config, decoded as Istio's MeshConfig proto.
+type istioOperatorSpec struct {
+	MeshConfig json.RawMessage `json:"meshConfig"`
+	mesh       meshv1alpha1.MeshConfig
+}
+
+// kustomization is the part of kustomize's Kustomization these files use;
+// a field outside it fails the test (add it here when you use it).
+type kustomization struct {
+	metav1.TypeMeta `json:",inline"`
+	Namespace       string `json:"namespace,omitempty"`
+	Labels          []struct {
+		Pairs            map[string]string `json:"pairs"`
+		IncludeSelectors bool              `json:"includeSelectors,omitempty"`
+	} `json:"labels,omitempty"`
+	Resources          []string `json:"resources,omitempty"`
+	ConfigMapGenerator []struct {
+		Name     string   `json:"name"`
+		Behavior string   `json:"behavior,omitempty"`
+		Files    []string `json:"files"`
+	} `json:"configMapGenerator,omitempty"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName,omitempty"`
+		NewTag  string `json:"newTag,omitempty"`
+	} `json:"images,omitempty"`
+	Patches []struct {
+		Path string `json:"path"`
+	} `json:"patches,omitempty"`
+}
+
+// chartMetadata is the part of Chart.yaml the chart uses.
+type chartMetadata struct {
+	APIVersion  string   `json:"apiVersion"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Type        string   `json:"type"`
+	Version     string   `json:"version"`
+	AppVersion  string   `json:"appVersion"`
+	KubeVersion string   `json:"kubeVersion"`
+	Home        string   `json:"home"`
+	Keywords    []string `json:"keywords"`
+}
+
+// strict decodes one YAML document into v: duplicate keys and unknown
+// fields fail.
+func strict(doc []byte, v any) error {
+	return yaml.UnmarshalStrict(doc, v)
+}
+
+// decodeObject decodes one manifest into the API type its apiVersion and
+// kind name.
+func decodeObject(doc []byte, source string) (object, error) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return object{}, fmt.Errorf("%s: %w", source, err)
+	}
+	mk, ok := kinds[tm.APIVersion+"/"+tm.Kind]
+	if !ok {
+		return object{}, fmt.Errorf("%s: unknown apiVersion/kind %q/%q", source, tm.APIVersion, tm.Kind)
+	}
+	o := object{source: source, meta: tm, obj: mk()}
+	if err := strict(doc, o.obj); err != nil {
+		return object{}, fmt.Errorf("%s (%s): %w", source, tm.Kind, err)
+	}
+	if e, ok := o.obj.(*istioObject); ok {
+		if err := e.decodeSpec(); err != nil {
+			return object{}, fmt.Errorf("%s (%s): %w", source, tm.Kind, err)
+		}
+	}
+	return o, nil
+}
+
+var strictProto = protojson.UnmarshalOptions{DiscardUnknown: false}
+
+func (e *istioObject) decodeSpec() error {
+	if len(e.Spec) == 0 {
+		return errors.New("no spec")
+	}
+	switch s := e.spec.(type) {
+	case proto.Message:
+		return strictProto.Unmarshal(e.Spec, s)
+	case *istioOperatorSpec:
+		d := json.NewDecoder(bytes.NewReader(e.Spec))
+		d.DisallowUnknownFields()
+		if err := d.Decode(s); err != nil {
+			return fmt.Errorf("spec: %w", err)
+		}
+		if err := strictProto.Unmarshal(s.MeshConfig, &s.mesh); err != nil {
+			return fmt.Errorf("spec.meshConfig: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("no decoder for %T", e.spec)
+}
+
+// documents splits a multi-document YAML stream, dropping empty documents.
+func documents(t *testing.T, data []byte) [][]byte {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs [][]byte
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return docs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if js, err := yaml.YAMLToJSON(doc); err == nil && string(js) != "null" {
+			docs = append(docs, doc)
+		}
+	}
+}
+
+func decodeAll(t *testing.T, data []byte, source string) []object {
+	t.Helper()
+	var objs []object
+	for i, doc := range documents(t, data) {
+		o, err := decodeObject(doc, fmt.Sprintf("%s#%d", source, i))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		objs = append(objs, o)
+	}
+	if len(objs) == 0 {
+		t.Errorf("%s: no objects", source)
+	}
+	return objs
+}
+
+// TestEveryFile decodes every YAML file under deploy/ strictly, by what it
+// is: a Keygate config file, a Chart.yaml, or Kubernetes/Istio objects.
+func TestEveryFile(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch p {
+			case "profiles":
+				// Keygate config profiles, not manifests: owned by the
+				// config package and loaded by cmd/keygate's profile tests.
+				return fs.SkipDir
+			case filepath.Join("helm", "keygate", "templates"):
+				return fs.SkipDir // templates: checked rendered, below
+			}
+			return nil
+		}
+		if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		n++
+		t.Run(p, func(t *testing.T) {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch base := filepath.Base(p); {
+			case base == "keygate.yaml":
+				if err := loadKeygateConfig(data); err != nil {
+					t.Fatal(err)
+				}
+			case p == filepath.Join("helm", "keygate", "Chart.yaml"):
+				var c chartMetadata
+				if err := strict(data, &c); err != nil {
+					t.Fatal(err)
+				}
+			case p == filepath.Join("helm", "keygate", "values.yaml"):
+				var v struct {
+					Config json.RawMessage `json:"config"`
+				}
+				if err := yaml.Unmarshal(data, &v); err != nil {
+					t.Fatal(err)
+				}
+				if err := loadKeygateConfig(v.Config); err != nil {
+					t.Fatalf("values.yaml config: %v", err)
+				}
+			default:
+				decodeAll(t, data, p)
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("only %d YAML files found under deploy/", n)
+	}
+}
+
+// TestDecodeRejects proves the decoding is strict.
+func TestDecodeRejects(t *testing.T) {
+	tests := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field in a Deployment", "kustomize/base/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystm: true", "readOnlyRootFilesystm"},
+		{"wrong type", "kustomize/base/hpa.yaml", "minReplicas: 2", "minReplicas: two", "minReplicas"},
+		{"unknown kind", "kustomize/base/pdb.yaml", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgt", "PodDisruptionBudgt"},
+		{"duplicate key", "kustomize/base/pdb.yaml", "maxUnavailable: 1", "maxUnavailable: 1\n  maxUnavailable: 2", "maxUnavailable"},
+		{"unknown field in an Istio spec", "istio/authorizationpolicy.yaml", "action: CUSTOM", "action: CUSTOM\n  actoin: CUSTOM", "actoin"},
+		{"bad enum in an Istio spec", "istio/authorizationpolicy.yaml", "action: CUSTOM", "action: CUSTOMER", "CUSTOMER"},
+		{"unknown field in the mesh config", "istio/mesh-config.yaml", "failOpen: false", "failOpen: false\n          failOpn: false", "failOpn"},
+		{"unknown field in a Kustomization", "kustomize/base/kustomization.yaml", "namespace: keygate", "namespace: keygate\nnamespaces: [keygate]", "namespaces"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(data, []byte(tc.old)) {
+				t.Fatalf("%s has no %q to change", tc.file, tc.old)
+			}
+			for i, doc := range documents(t, bytes.Replace(data, []byte(tc.old), []byte(tc.new), 1)) {
+				_, err = decodeObject(doc, fmt.Sprintf("%s#%d", tc.file, i))
+				if err != nil {
+					break
+				}
+			}
+			if err == nil {
+				t.Fatal("decoded without error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %q", err, tc.want)
+			}
+			t.Logf("rejected: %v", err)
+		})
+	}
+	t.Run("unknown field in keygate.yaml", func(t *testing.T) {
+		err := loadKeygateConfig([]byte("grpc_addr: \":9191\"\ncache: {max_keys: 10, negative_tl: 30s}\n"))
+		if err == nil || !strings.Contains(err.Error(), "negative_tl") {
+			t.Fatalf("err = %v, want one naming negative_tl", err)
+		}
+	})
+	t.Run("bad duration in keygate.yaml", func(t *testing.T) {
+		err := loadKeygateConfig([]byte("roll: {grace: 24}\n"))
+		if err == nil {
+			t.Fatal("a duration without a unit decoded")
+		}
+	})
+}
+
+// tool finds a command on PATH or in GOPATH/bin (where `go install` puts
+// it); the test fails, not skips, without it.
+func tool(t *testing.T, name, install string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range filepath.SplitList(build.Default.GOPATH) {
+		if p := filepath.Join(dir, "bin", name); fileExists(p) {
+			return p
+		}
+	}
+	t.Fatalf("%s not found on PATH or in GOPATH/bin; install it: %s", name, install)
+	return ""
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+func run(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// helmInstall is how CI gets helm (the chart's tests need the binary).
+const helmInstall = "go install helm.sh/helm/v3/cmd/helm@v3.22.0"
+
+func TestKustomize(t *testing.T) {
+	kubectl := tool(t, "kubectl", "apt-get install kubectl (Debian), or any kubectl ≥ 1.27 (kustomize built in)")
+	for _, dir := range []string{"kustomize/base", "kustomize/overlays/example"} {
+		t.Run(dir, func(t *testing.T) {
+			objs := decodeAll(t, run(t, kubectl, "kustomize", dir), "kubectl kustomize "+dir)
+			checkWorkload(t, objs, true)
+		})
+	}
+}
+
+func TestHelm(t *testing.T) {
+	helm := tool(t, "helm", helmInstall)
+	if v := string(run(t, helm, "version", "--short")); !strings.HasPrefix(v, "v3.") {
+		t.Fatalf("helm %s: the chart is apiVersion v2, checked with helm 3", strings.TrimSpace(v))
+	}
+	run(t, helm, "lint", "--strict", "--kube-version", helmKubeVersion, "helm/keygate")
+	tests := []struct {
+		name    string
+		set     []string
+		migrate bool
+	}{
+		{name: "defaults", migrate: true},
+		{name: "no autoscaling, no migrations, Istio policy", set: []string{
+			"autoscaling.enabled=false", "migrate.enabled=false", "istio.authorizationPolicy.enabled=true",
+			"podDisruptionBudget.enabled=false", "networkPolicy.enabled=false", "service.headless=false",
+		}},
+		{name: "other ports", migrate: true, set: []string{"ports.grpc=19191", "ports.http=19090"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "keygate", "helm/keygate", "--namespace", "keygate", "--kube-version", helmKubeVersion}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			objs := decodeAll(t, run(t, helm, args...), "helm template ("+tc.name+")")
+			checkWorkload(t, objs, tc.migrate)
+			if slices.Contains(tc.set, "istio.authorizationPolicy.enabled=true") {
+				checkAuthorizationPolicy(t, objs, "keygate")
+			}
+		})
+	}
+}
+
+// find returns the objects of type T.
+func find[T any](objs []object) []T {
+	var out []T
+	for _, o := range objs {
+		if v, ok := o.obj.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// checkWorkload checks what a rendered set of objects promises: the probes
+// and ports the server serves, a restricted pod, secrets from a Secret, and
+// Services, autoscaler, budget and network policy that all select the pods.
+func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
+	t.Helper()
+	deps := find[*appsv1.Deployment](objs)
+	if len(deps) != 1 {
+		t.Fatalf("%d Deployments, want 1", len(deps))
+	}
+	dep := deps[0]
+	pod := dep.Spec.Template
+	podLabels := labels.Set(pod.Labels)
+	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(podLabels) {
+		t.Errorf("Deployment selector %v does not select its pods %v (%v)", dep.Spec.Selector, pod.Labels, err)
+	}
+
+	var main *corev1.Container
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == "keygate" {
+			main = &pod.Spec.Containers[i]
+		}
+	}
+	if main == nil {
+		t.Fatal("no container named keygate")
+	}
+	ports := map[string]int32{}
+	for _, p := range main.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	grpcPort, httpPort := ports["grpc"], ports["http"]
+	if grpcPort == 0 || httpPort == 0 {
+		t.Fatalf("container ports %v: want ones named grpc and http", ports)
+	}
+
+	// The config the pod mounts: its addresses are the container ports.
+	cfg := mountedConfig(t, objs, pod.Spec, main)
+	if want := fmt.Sprintf(":%d", grpcPort); cfg.GRPCAddr != want && !(cfg.GRPCAddr == "" && grpcPort == GRPCPort) {
+		t.Errorf("config grpc_addr %q, container port grpc %d", cfg.GRPCAddr, grpcPort)
+	}
+	if want := fmt.Sprintf(":%d", httpPort); cfg.HTTPAddr != want && !(cfg.HTTPAddr == "" && httpPort == HTTPPort) {
+		t.Errorf("config http_addr %q, container port http %d", cfg.HTTPAddr, httpPort)
+	}
+	if cfg.GRPCAddr == "" && cfg.HTTPAddr == "" && (grpcPort != GRPCPort || httpPort != HTTPPort) {
+		t.Errorf("container ports %d/%d are not Keygate's defaults %d/%d", grpcPort, httpPort, GRPCPort, HTTPPort)
+	}
+
+	// Probes: exactly the server's paths, on the HTTP port.
+	probes := []struct {
+		name  string
+		probe *corev1.Probe
+		paths []string
+	}{
+		{"liveness", main.LivenessProbe, []string{LivenessPath}},
+		{"readiness", main.ReadinessProbe, []string{ReadinessPath}},
+		{"startup", main.StartupProbe, []string{LivenessPath, ReadinessPath}},
+	}
+	for _, p := range probes {
+		if p.probe == nil {
+			if p.name != "startup" {
+				t.Errorf("no %s probe", p.name)
+			}
+			continue
+		}
+		g := p.probe.HTTPGet
+		if g == nil {
+			t.Errorf("%s probe is not an HTTP GET", p.name)
+			continue
+		}
+		if !slices.Contains(p.paths, g.Path) {
+			t.Errorf("%s probe path %q, want %q", p.name, g.Path, p.paths)
+		}
+		if got := resolvePort(g.Port, ports); got != httpPort {
+			t.Errorf("%s probe port %s (%d), want the http port %d", p.name, g.Port.String(), got, httpPort)
+		}
+	}
+	if a := pod.Annotations; a["prometheus.io/scrape"] == "true" {
+		if a["prometheus.io/port"] != strconv.Itoa(int(httpPort)) || a["prometheus.io/path"] != MetricsPath {
+			t.Errorf("scrape annotations %v, want port %d path %s", a, httpPort, MetricsPath)
+		}
+	}
+
+	// Commands.
+	if want := []string{"serve", "--config", ConfigPath}; !slices.Equal(main.Args, want) || len(main.Command) != 0 {
+		t.Errorf("keygate container command %v args %v, want the image's entrypoint with args %v", main.Command, main.Args, want)
+	}
+	var migrate *corev1.Container
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == "migrate" {
+			migrate = &pod.Spec.InitContainers[i]
+		}
+	}
+	if wantMigrate {
+		if migrate == nil {
+			t.Error("no migrate init container")
+		} else {
+			if want := []string{"migrate", "--config", ConfigPath}; !slices.Equal(migrate.Args, want) {
+				t.Errorf("migrate args %v, want %v", migrate.Args, want)
+			}
+			if migrate.Image != main.Image {
+				t.Errorf("migrate image %q, server image %q: migrations must come from the same build", migrate.Image, main.Image)
+			}
+			checkSecretEnv(t, "migrate", migrate, "KEYGATE_DATABASE_URL")
+		}
+	}
+
+	// Secrets from a Secret, never literals.
+	checkSecretEnv(t, "keygate", main, "KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_ADMIN_TOKEN")
+
+	// Restricted pod security (Pod Security Standards "restricted").
+	checkRestricted(t, pod.Spec)
+
+	// Resources.
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		r := c.Resources
+		if r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() || r.Limits.Memory().IsZero() {
+			t.Errorf("container %s: resources %v, want cpu and memory requests and a memory limit", c.Name, r)
+		}
+	}
+
+	// Spread.
+	if len(pod.Spec.TopologySpreadConstraints) == 0 {
+		t.Error("no topologySpreadConstraints")
+	}
+	for _, c := range pod.Spec.TopologySpreadConstraints {
+		if s, err := metav1.LabelSelectorAsSelector(c.LabelSelector); err != nil || s.Empty() || !s.Matches(podLabels) {
+			t.Errorf("topology spread on %s does not select the pods", c.TopologyKey)
+		}
+	}
+
+	// Services.
+	svcs := find[*corev1.Service](objs)
+	if len(svcs) == 0 {
+		t.Error("no Service")
+	}
+	grpcServed := false
+	for _, s := range svcs {
+		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) || len(s.Spec.Selector) == 0 {
+			t.Errorf("Service %s selector %v does not select the pods", s.Name, s.Spec.Selector)
+		}
+		for _, p := range s.Spec.Ports {
+			target := resolvePort(p.TargetPort, ports)
+			if target == 0 {
+				t.Errorf("Service %s port %s targets %s, not a container port", s.Name, p.Name, p.TargetPort.String())
+			}
+			if p.Name == "grpc" && target == grpcPort && p.Port == grpcPort {
+				grpcServed = true
+				if p.AppProtocol == nil || *p.AppProtocol != "grpc" {
+					t.Errorf("Service %s port grpc: appProtocol should be grpc (Istio and gateways pick HTTP/2 by it)", s.Name)
+				}
+			}
+		}
+	}
+	if !grpcServed {
+		t.Errorf("no Service exposes the grpc port %d", grpcPort)
+	}
+
+	// Autoscaler, budget, network policy: each optional in Helm, each
+	// pointing at these pods when present.
+	for _, h := range find[*autoscalingv2.HorizontalPodAutoscaler](objs) {
+		ref := h.Spec.ScaleTargetRef
+		if ref.Kind != "Deployment" || ref.Name != dep.Name || ref.APIVersion != "apps/v1" {
+			t.Errorf("HPA %s scales %v, want Deployment %s", h.Name, ref, dep.Name)
+		}
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 || *h.Spec.MinReplicas > h.Spec.MaxReplicas {
+			t.Errorf("HPA %s min %v max %d: want 2 ≤ min ≤ max", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+		}
+		if dep.Spec.Replicas != nil {
+			t.Errorf("Deployment sets replicas while HPA %s owns the count", h.Name)
+		}
+	}
+	for _, p := range find[*policyv1.PodDisruptionBudget](objs) {
+		if s, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil || s.Empty() || !s.Matches(podLabels) {
+			t.Errorf("PDB %s does not select the pods", p.Name)
+		}
+	}
+	for _, np := range find[*networkingv1.NetworkPolicy](objs) {
+		checkNetworkPolicy(t, np, podLabels, grpcPort, httpPort)
+	}
+}
+
+// resolvePort turns a named or numbered port into the container port.
+func resolvePort(p intstr.IntOrString, ports map[string]int32) int32 {
+	if p.Type == intstr.String {
+		return ports[p.StrVal]
+	}
+	for _, n := range ports {
+		if n == p.IntVal {
+			return n
+		}
+	}
+	return 0
+}
+
+func checkSecretEnv(t *testing.T, container string, c *corev1.Container, names ...string) {
+	t.Helper()
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	for _, n := range names {
+		e, ok := env[n]
+		switch {
+		case !ok:
+			t.Errorf("container %s: no %s", container, n)
+		case e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil:
+			t.Errorf("container %s: %s is not read from a Secret", container, n)
+		case e.ValueFrom.SecretKeyRef.Name == "" || e.ValueFrom.SecretKeyRef.Key == "":
+			t.Errorf("container %s: %s names no Secret key", container, n)
+		}
+	}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "KEYGATE_") && e.Value != "" && (strings.Contains(e.Name, "URL") || strings.Contains(e.Name, "TOKEN") || strings.Contains(e.Name, "PEPPER")) {
+			t.Errorf("container %s: %s has a literal value", container, e.Name)
+		}
+	}
+}
+
+func checkRestricted(t *testing.T, spec corev1.PodSpec) {
+	t.Helper()
+	psc := spec.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("pod mounts a service account token; Keygate calls no Kubernetes API")
+	}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("container %s: no securityContext", c.Name)
+			continue
+		}
+		nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (sc.RunAsNonRoot == nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+		if !nonRoot {
+			t.Errorf("container %s: runAsNonRoot not true", c.Name)
+		}
+		if uid := sc.RunAsUser; (uid != nil && *uid == 0) || (uid == nil && psc.RunAsUser != nil && *psc.RunAsUser == 0) {
+			t.Errorf("container %s: runs as uid 0", c.Name)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("container %s: readOnlyRootFilesystem not true", c.Name)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("container %s: allowPrivilegeEscalation not false", c.Name)
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s: privileged", c.Name)
+		}
+		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+			t.Errorf("container %s: capabilities %v, want drop [ALL] and no add", c.Name, sc.Capabilities)
+		}
+		seccomp := sc.SeccompProfile
+		if seccomp == nil {
+			seccomp = psc.SeccompProfile
+		}
+		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("container %s: seccomp profile %v, want RuntimeDefault", c.Name, seccomp)
+		}
+	}
+}
+
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels.Set, grpcPort, httpPort int32) {
+	t.Helper()
+	if s, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); err != nil || s.Empty() || !s.Matches(pod) {
+		t.Errorf("NetworkPolicy %s does not select the pods", np.Name)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+		t.Errorf("NetworkPolicy %s policyTypes %v, want Ingress and Egress", np.Name, np.Spec.PolicyTypes)
+	}
+	in := map[int32]bool{}
+	for _, r := range np.Spec.Ingress {
+		if len(r.From) == 0 {
+			t.Errorf("NetworkPolicy %s: an ingress rule open to every source", np.Name)
+		}
+		for _, p := range r.Ports {
+			in[p.Port.IntVal] = true
+		}
+	}
+	for _, p := range []int32{grpcPort, httpPort} {
+		if !in[p] {
+			t.Errorf("NetworkPolicy %s: no ingress to port %d", np.Name, p)
+		}
+	}
+	out := map[string]bool{}
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.Ports {
+			proto := corev1.ProtocolTCP
+			if p.Protocol != nil {
+				proto = *p.Protocol
+			}
+			out[fmt.Sprintf("%d/%s", p.Port.IntVal, proto)] = true
+		}
+	}
+	for _, want := range []string{"5432/TCP", "6379/TCP", "53/UDP", "53/TCP"} {
+		if !out[want] {
+			t.Errorf("NetworkPolicy %s: no egress to %s", np.Name, want)
+		}
+	}
+}
+
+// mountedConfig finds the ConfigMap mounted at the --config directory,
+// decodes its keygate.yaml strictly, and checks it holds no secret.
+func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.Container) keygateConfig {
+	t.Helper()
+	dir, file := filepath.Split(ConfigPath)
+	var volume string
+	for _, m := range c.VolumeMounts {
+		if filepath.Clean(m.MountPath) == filepath.Clean(dir) {
+			volume = m.Name
+		}
+	}
+	var cmName string
+	for _, v := range spec.Volumes {
+		if v.Name == volume && v.ConfigMap != nil {
+			cmName = v.ConfigMap.Name
+		}
+	}
+	if cmName == "" {
+		t.Fatalf("no ConfigMap volume mounted at %s", dir)
+	}
+	for _, cm := range find[*corev1.ConfigMap](objs) {
+		if cm.Name != cmName {
+			continue
+		}
+		data, ok := cm.Data[file]
+		if !ok {
+			t.Fatalf("ConfigMap %s has no %s", cmName, file)
+		}
+		if err := loadKeygateConfig([]byte(data)); err != nil {
+			t.Fatalf("ConfigMap %s: %v", cmName, err)
+		}
+		var cfg keygateConfig
+		_ = yaml.Unmarshal([]byte(data), &cfg)
+		if cfg.Database.URL != "" || cfg.Database.Pepper != "" || cfg.Redis.URL != "" || cfg.Admin.Token != "" {
+			t.Errorf("ConfigMap %s holds a secret (database.url, database.pepper, redis.url or admin.token): they belong in the Secret", cmName)
+		}
+		return cfg
+	}
+	t.Fatalf("ConfigMap %s is mounted but not among the objects", cmName)
+	return keygateConfig{}
+}
+
+// TestIstio checks the mesh's extension provider and the policy that uses
+// it against each other and against the kustomize base's Service.
+func TestIstio(t *testing.T) {
+	var objs []object
+	for _, f := range []string{"istio/mesh-config.yaml", "istio/authorizationpolicy.yaml"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, decodeAll(t, data, f)...)
+	}
+	var providers []*meshv1alpha1.MeshConfig_ExtensionProvider
+	for _, o := range objs {
+		if s, ok := o.obj.(*istioObject).spec.(*istioOperatorSpec); ok {
+			providers = append(providers, s.mesh.GetExtensionProviders()...)
+		}
+	}
+	if len(providers) != 1 {
+		t.Fatalf("%d extension providers, want 1", len(providers))
+	}
+	p := providers[0]
+	g := p.GetEnvoyExtAuthzGrpc()
+	if g == nil {
+		t.Fatalf("extension provider %q is not envoyExtAuthzGrpc", p.GetName())
+	}
+	// The Service of the kustomize base, as the mesh names it.
+	base, err := os.ReadFile("kustomize/base/service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host string
+	for _, s := range find[*corev1.Service](decodeAll(t, base, "kustomize/base/service.yaml")) {
+		if s.Spec.ClusterIP != corev1.ClusterIPNone {
+			host = s.Name + ".keygate.svc.cluster.local"
+		}
+	}
+	if g.GetService() != host {
+		t.Errorf("provider service %q, want the base's Service %q", g.GetService(), host)
+	}
+	if g.GetPort() != GRPCPort {
+		t.Errorf("provider port %d, want %d", g.GetPort(), GRPCPort)
+	}
+	if g.GetFailOpen() {
+		t.Error("provider failOpen: requests would pass unchecked when Keygate is down")
+	}
+	if d := g.GetTimeout().AsDuration(); d <= 0 || d.Seconds() > 1 {
+		t.Errorf("provider timeout %v, want within (0, 1s]", d)
+	}
+	if !g.GetClearRouteCache() {
+		t.Error("provider clearRouteCache false: routes could not use x-keygate-env")
+	}
+	checkAuthorizationPolicy(t, objs, p.GetName())
+}
+
+func checkAuthorizationPolicy(t *testing.T, objs []object, provider string) {
+	t.Helper()
+	n := 0
+	for _, o := range objs {
+		ap, ok := o.obj.(*istioObject)
+		if !ok {
+			continue
+		}
+		spec, ok := ap.spec.(*securityv1beta1.AuthorizationPolicy)
+		if !ok {
+			continue
+		}
+		n++
+		if spec.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
+			t.Errorf("%s: action %s, want CUSTOM", o.name(), spec.GetAction())
+		}
+		if got := spec.GetProvider().GetName(); got != provider {
+			t.Errorf("%s: provider %q, want the mesh's %q", o.name(), got, provider)
+		}
+		if len(spec.GetRules()) == 0 {
+			t.Errorf("%s: no rules: a CUSTOM policy without rules checks nothing", o.name())
+		}
+	}
+	if n == 0 {
+		t.Error("no AuthorizationPolicy")
+	}
+}
+
+// TestServerContract ties the constants above to the server. Wire: replace
+// serverDefaults' body with the config package's defaults, e.g.
+//
+//	d := config.Default()
+//	return d.GRPCAddr, d.HTTPAddr, <liveness path>, <readiness path>
+//
+// and the paths with the ops handler's exported constants once it has them.
+func TestServerContract(t *testing.T) {
+	grpcAddr, httpAddr, live, ready := serverDefaults()
+	for _, c := range []struct{ name, here, server string }{
+		{"GRPCPort", ":" + strconv.Itoa(GRPCPort), grpcAddr},
+		{"HTTPPort", ":" + strconv.Itoa(HTTPPort), httpAddr},
+		{"LivenessPath", LivenessPath, live},
+		{"ReadinessPath", ReadinessPath, ready},
+	} {
+		if c.here != c.server {
+			t.Errorf("deploy.%s is %q, the server uses %q", c.name, c.here, c.server)
+		}
+	}
+}
+
+// serverDefaults returns what the server listens on and serves its probes
+// at. For now the literals of the product contract (DESIGN.md, Ports).
+func serverDefaults() (grpcAddr, httpAddr, livenessPath, readinessPath string) {
+	return ":9191", ":9090", "/healthz", "/readyz"
+}

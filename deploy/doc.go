@@ -1,0 +1,33 @@
+// Package deploy holds Keygate's deployment artifacts: Kubernetes manifests
+// (kustomize/), a Helm chart (helm/keygate/) and Istio configuration
+// (istio/). It has no code but the constants below: its tests decode every
+// manifest, the kustomize renders and the `helm template` output strictly
+// into the Kubernetes and Istio API types, and check them against these
+// constants, which in turn are checked against the server.
+package deploy
+
+// The parts of the server's contract that the manifests spell out. Each is
+// checked against the server by TestServerContract; the Envoy config's
+// tests use GRPCPort too.
+const (
+	// GRPCPort is where Keygate serves ext_authz, grpc.health.v1 and
+	// reflection by default (config grpc_addr ":9191"); the container port
+	// named "grpc".
+	GRPCPort = 9191
+	// HTTPPort is where Keygate serves /healthz, /readyz, /metrics, the
+	// admin API and /authz by default (config http_addr ":9090"); the
+	// container port named "http".
+	HTTPPort = 9090
+	// LivenessPath answers 200 while the process is alive: the liveness
+	// probe's path.
+	LivenessPath = "/healthz"
+	// ReadinessPath answers 200 once the key cache is loaded and the key
+	// database reachable, 503 with the reason otherwise: the readiness
+	// probe's path.
+	ReadinessPath = "/readyz"
+	// MetricsPath is the Prometheus endpoint the scrape annotations name.
+	MetricsPath = "/metrics"
+	// ConfigPath is where the manifests mount keygate.yaml and what they
+	// pass as --config.
+	ConfigPath = "/etc/keygate/keygate.yaml"
+)
