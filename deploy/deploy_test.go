@@ -17,6 +17,10 @@ import (
 	"strings"
 	"testing"
 
+	yamlv3 "gopkg.in/yaml.v3"
+
+	"github.com/keygate/keygate/config"
+
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -719,7 +723,7 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels
 
 // mountedConfig finds the ConfigMap mounted at the --config directory,
 // decodes its keygate.yaml strictly, and checks it holds no secret.
-func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.Container) keygateConfig {
+func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.Container) config.Config {
 	t.Helper()
 	dir, file := filepath.Split(ConfigPath)
 	var volume string
@@ -748,15 +752,16 @@ func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.C
 		if err := loadKeygateConfig([]byte(data)); err != nil {
 			t.Fatalf("ConfigMap %s: %v", cmName, err)
 		}
-		var cfg keygateConfig
-		_ = yaml.Unmarshal([]byte(data), &cfg)
+		// The file as written, without defaults: did it set a secret?
+		var cfg config.Config
+		_ = yamlv3.Unmarshal([]byte(data), &cfg)
 		if cfg.Database.URL != "" || cfg.Database.Pepper != "" || cfg.Redis.URL != "" || cfg.Admin.Token != "" {
 			t.Errorf("ConfigMap %s holds a secret (database.url, database.pepper, redis.url or admin.token): they belong in the Secret", cmName)
 		}
 		return cfg
 	}
 	t.Fatalf("ConfigMap %s is mounted but not among the objects", cmName)
-	return keygateConfig{}
+	return config.Config{}
 }
 
 // TestIstio checks the mesh's extension provider and the policy that uses
@@ -865,5 +870,6 @@ func TestServerContract(t *testing.T) {
 // serverDefaults returns what the server listens on and serves its probes
 // at. For now the literals of the product contract (DESIGN.md, Ports).
 func serverDefaults() (grpcAddr, httpAddr, livenessPath, readinessPath string) {
-	return ":9191", ":9090", "/healthz", "/readyz"
+	d := config.Default()
+	return d.GRPCAddr, d.HTTPAddr, "/healthz", "/readyz"
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/policy"
+
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -623,9 +626,9 @@ func TestAdmin(t *testing.T) {
 // policy.ExtOrgRequired); the gRPC port is deploy's TestServerContract.
 func TestServerContract(t *testing.T) {
 	for _, c := range []struct{ name, here, server string }{
-		{"env header", envHeader, "x-keygate-env"},
-		{"scopes extension", extScopes, "keygate.scopes"},
-		{"org_required extension", extOrgRequired, "keygate.org_required"},
+		{"env header", envHeader, config.Default().Headers.Env},
+		{"scopes extension", extScopes, policy.ExtScopes},
+		{"org_required extension", extOrgRequired, policy.ExtOrgRequired},
 	} {
 		if c.here != c.server {
 			t.Errorf("%s: envoy.yaml is checked against %q, the server uses %q", c.name, c.here, c.server)
