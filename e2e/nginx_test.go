@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/syncbuf"
 )
 
 const nginxBin = "/usr/sbin/nginx"
@@ -47,24 +49,11 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // startProc starts cmd in its own process group and stops the group in
 // t.Cleanup: SIGTERM, then SIGKILL after 5 s.
-func startProc(t *testing.T, name string, cmd *exec.Cmd) (*lockedBuf, <-chan struct{}) {
+func startProc(t *testing.T, name string, cmd *exec.Cmd) (*syncbuf.Buffer, <-chan struct{}) {
 	t.Helper()
-	out := &lockedBuf{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -89,7 +78,7 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd) (*lockedBuf, <-chan str
 }
 
 // waitFor polls ok until it is true, the process exits or 15 s pass.
-func waitFor(t *testing.T, what string, done <-chan struct{}, out *lockedBuf, ok func() bool) {
+func waitFor(t *testing.T, what string, done <-chan struct{}, out *syncbuf.Buffer, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !ok() {

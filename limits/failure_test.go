@@ -1,7 +1,6 @@
 package limits
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,26 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/syncbuf"
+
 	"github.com/keygate/keygate/internal/testredis"
 )
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // TestRedisFailure kills a private Redis mid-traffic in each mode, checks
 // that every call stays fast and answers as the mode says, then restarts
@@ -44,7 +27,7 @@ func TestRedisFailure(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
 			srv := testredis.Start(t)
-			logs := &lockedBuffer{}
+			logs := &syncbuf.Buffer{}
 			l, err := New(Config{Plans: plans, RedisURL: srv.URL(), OnRedisError: mode, ProbeInterval: 100 * time.Millisecond},
 				slog.New(slog.NewTextHandler(logs, nil)))
 			if err != nil {

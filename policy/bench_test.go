@@ -56,6 +56,19 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("Match allocates %v times per call", allocs)
 	}
+	ext := map[string]string{ExtScopes: "patients:read, forms:*", ExtOrgRequired: "true"}
+	allocs = testing.AllocsPerRun(100, func() {
+		if m, err := p.Match("GET", "/api/v1/anything", ext); err != nil || len(m.Scopes) != 2 {
+			t.Fatal(m, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Match with cached extensions allocates %v times per call", allocs)
+	}
+	have, needed := []string{"forms:read", "patients:*"}, []string{"patients:read", "forms:read"}
+	if allocs := testing.AllocsPerRun(100, func() { p.Missing(have, needed) }); allocs != 0 {
+		t.Errorf("Missing allocates %v times per call", allocs)
+	}
 }
 
 func BenchmarkMatchWithExtensions(b *testing.B) {
@@ -92,6 +105,22 @@ func BenchmarkEffective(b *testing.B) {
 	for b.Loop() {
 		if e := p.Effective(key, grant); len(e) != 10 {
 			b.Fatal(e)
+		}
+	}
+}
+
+func BenchmarkAppendEffective(b *testing.B) {
+	p := benchPolicy(b)
+	var key, grant []string
+	for i := range 10 {
+		key = append(key, fmt.Sprintf("res%d:read", i), fmt.Sprintf("res%d:write", i))
+		grant = append(grant, fmt.Sprintf("res%d:*", i*2))
+	}
+	buf := make([]string, 0, 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if buf = p.AppendEffective(buf[:0], key, grant); len(buf) != 10 {
+			b.Fatal(buf)
 		}
 	}
 }

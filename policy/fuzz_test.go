@@ -10,7 +10,7 @@ import (
 // literalPattern reports whether path, used as a rule, is a plain literal:
 // it compiles and holds no wildcard.
 func literalPattern(path string) bool {
-	if strings.Contains(path, "*") || hasDotSegment(path) {
+	if strings.Contains(path, "*") || ambiguous(path) {
 		return false
 	}
 	_, err := compilePath(path)
@@ -32,11 +32,19 @@ func FuzzMatch(f *testing.F) {
 		{"GET", "/a?b", "c"},
 		{"GET", "/a#b", ""},
 		{"GET", "/" + strings.Repeat("a/", 100), "z"},
+		{"GET", "/api/v1/patients/%2e%2E/x", ""},
+		{"GET", "/api/v1/forms/1%5cx", ""},
+		{"GET", `/api\v1`, ""},
+		{"GET", "/caf%C3%A9/~x:y@z", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query)
 	}
 	base := designRoutes()
+	open, err := New(Config{Routes: []Route{{Path: "/**"}}, DefaultRoute: &Route{}})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, method, path, query string) {
 		routes := base
 		literal := literalPattern(path)
@@ -59,6 +67,37 @@ func FuzzMatch(f *testing.F) {
 		if literal && (!m1.Found || m1.Route != path) {
 			t.Fatalf("literal rule %q does not match itself: %+v", path, m1)
 		}
+		if literal {
+			// Every segment replaced by * still matches, and so does **.
+			stars := starPattern(path)
+			for _, pat := range []string{stars, strings.TrimSuffix(stars, "/") + "/**"} {
+				ps, err := New(Config{Routes: []Route{{Path: pat}}})
+				if err != nil {
+					t.Fatalf("New(%q): %v", pat, err)
+				}
+				if m, _ := ps.Match(method, path, nil); !m.Found {
+					t.Fatalf("pattern %q does not match %q", pat, path)
+				}
+			}
+		}
+		// Fail closed: even /** with a default route matches exactly the
+		// paths the upstream cannot read as another path (the default
+		// takes those that do not start with /).
+		clean := path
+		if i := strings.IndexAny(clean, "?#"); i >= 0 {
+			clean = clean[:i]
+		}
+		mo, err := open.Match(method, path, nil)
+		if want := !ambiguous(clean); err != nil || mo.Found != want {
+			t.Fatalf("open policy: Match(%q) = %+v, %v; want Found %v", path, mo, err, want)
+		}
+		if strings.HasPrefix(clean, "/") && !ambiguous(clean) {
+			for _, sfx := range []string{"/..", "/.", "/%2e%2E", "/x%2F", "/x%5c"} {
+				if m, _ := open.Match(method, clean+sfx, nil); m.Found {
+					t.Fatalf("open policy matches ambiguous %q", clean+sfx)
+				}
+			}
+		}
 		mq, err := p.Match(method, path+"?"+query, nil)
 		if err != nil || !reflect.DeepEqual(mq, m1) {
 			t.Fatalf("query %q changed the result for %q: %+v vs %+v (%v)", query, path, mq, m1, err)
@@ -70,7 +109,10 @@ func FuzzMatch(f *testing.F) {
 		// With extensions: never panics, and scopes carried there decide.
 		ext := map[string]string{ExtScopes: query, ExtOrgRequired: method}
 		me, err := p.Match(method, path, ext)
-		if err == nil && (!me.Found || me.Route != "context_extensions") {
+		if err == nil && ambiguous(clean) && me.Found {
+			t.Fatalf("extensions made ambiguous %q match: %+v", path, me)
+		}
+		if err == nil && !ambiguous(clean) && (!me.Found || me.Route != "context_extensions") {
 			t.Fatalf("scopes extension ignored: %+v", me)
 		}
 		// The second call may be served from the parsed-scopes cache.
@@ -79,6 +121,27 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("Match with extensions not deterministic: %+v %v / %+v %v", me, err, me2, err2)
 		}
 	})
+}
+
+// splitScope returns a scope's resource and action in form: the
+// definition Covers is checked against.
+func splitScope(form ScopeForm, s string) (resource, action string) {
+	first, second, _ := strings.Cut(s, ":")
+	if form == ScopeActionResource {
+		return second, first
+	}
+	return first, second
+}
+
+// starPattern replaces every segment of path with *.
+func starPattern(path string) string {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if s != "" {
+			segs[i] = "*"
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
 func splitScopes(form ScopeForm, s string) []string {
@@ -122,6 +185,16 @@ func FuzzScopes(f *testing.F) {
 		p.Covers(a, b)
 		p.Missing([]string{a}, []string{b})
 		p.Effective([]string{a}, []string{b})
+
+		// On valid scopes Covers agrees with the definition: equal, or
+		// granted is the wildcard of needed's resource.
+		if ValidScope(form, a) == nil && ValidScope(form, b) == nil {
+			ar, aa := splitScope(form, a)
+			br, _ := splitScope(form, b)
+			if want := a == b || aa == "*" && ar == br; p.Covers(a, b) != want {
+				t.Fatalf("Covers(%q, %q) = %v, want %v", a, b, !want, want)
+			}
+		}
 
 		as, bs := splitScopes(form, a), splitScopes(form, b)
 		for _, s := range append(append([]string{}, as...), bs...) {

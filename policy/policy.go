@@ -8,50 +8,78 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 )
 
-// ScopeForm is how a deployment writes scopes.
+// ScopeForm is how a deployment writes scopes, so that Keygate can speak
+// each API's own dialect ("patients:read" or "read:patients").
 type ScopeForm string
 
-// The two forms the seeds use.
+// The two scope forms the seeds use. The zero ScopeForm means
+// ScopeResourceAction.
 const (
-	// ScopeResourceAction: patients:read; wildcard patients:*.
+	// ScopeResourceAction is "resource:action", e.g. patients:read; its
+	// wildcard is patients:*. The default.
 	ScopeResourceAction ScopeForm = "resource:action"
-	// ScopeActionResource: read:patients (Max AI); wildcard *:patients.
+	// ScopeActionResource is "action:resource", e.g. read:patients (Max
+	// AI); its wildcard is *:patients.
 	ScopeActionResource ScopeForm = "action:resource"
 )
 
-// Context extension keys Envoy may send per route.
+// Context-extension keys Envoy may set per route (typed_per_filter_config
+// of ext_authz), so that a route's policy can live in the proxy's config.
 const (
-	ExtScopes      = "keygate.scopes"
+	// ExtScopes is "keygate.scopes": the comma-joined scopes the route
+	// needs. A request carrying it needs no rule.
+	ExtScopes = "keygate.scopes"
+	// ExtOrgRequired is "keygate.org_required": "true" or "false",
+	// overriding the rule and the global default.
 	ExtOrgRequired = "keygate.org_required"
 )
 
-// Route is one rule of the config's routes list.
+// Route is one rule of the config's routes list: which requests it covers
+// and what they need. The caller decodes it strictly (unknown fields fail).
 type Route struct {
-	Methods     []string `yaml:"methods"`      // empty: any method
-	Path        string   `yaml:"path"`         // `*` one segment, `**` the rest
-	Scopes      []string `yaml:"scopes"`       // all required
-	OrgRequired *bool    `yaml:"org_required"` // nil: the global default
+	// Methods the rule covers, matched case-insensitively; empty: any.
+	Methods []string `yaml:"methods"`
+	// Path is the pattern, e.g. "/api/v1/patients/**": "*" is one segment,
+	// "**" (last segment only) zero or more segments, anything else a
+	// literal segment compared byte for byte.
+	Path string `yaml:"path"`
+	// Scopes are all required.
+	Scopes []string `yaml:"scopes"`
+	// OrgRequired says whether the organization header is required; nil
+	// takes Config.OrgRequired.
+	OrgRequired *bool `yaml:"org_required"`
 }
 
-// Config is the route policy.
+// Config is the route policy as configured; New validates and compiles it.
 type Config struct {
-	Routes       []Route
-	DefaultRoute *Route // used when no rule matches; its Path and Methods are ignored
-	OrgRequired  bool   // global default for the organization header
-	ScopeForm    ScopeForm
+	// Routes are tried in order; the first match wins.
+	Routes []Route
+	// DefaultRoute, if set, is used when no rule matches; its Path and
+	// Methods are ignored. Nil: such a request is route_not_found.
+	DefaultRoute *Route
+	// OrgRequired is the global default for the organization header.
+	OrgRequired bool
+	// ScopeForm is how scopes are written; empty means ScopeResourceAction.
+	ScopeForm ScopeForm
 }
 
-// Match is the route a request resolved to.
+// Match is the route a request resolved to: what the caller needs to decide.
 type Match struct {
-	Found       bool     // false: route_not_found
-	Route       string   // for logs: the rule's path, "default" or "context_extensions"
-	Scopes      []string // required scopes; shared, do not modify
+	// Found is false when no rule, default or extension applies:
+	// route_not_found.
+	Found bool
+	// Route names the route for logs: the rule's path pattern, "default"
+	// or "context_extensions".
+	Route string
+	// Scopes are the required scopes, never nil when Found; shared, do not
+	// modify.
+	Scopes []string
+	// OrgRequired says whether the organization header must be present.
 	OrgRequired bool
 }
 
@@ -74,7 +102,8 @@ type rule struct {
 	match   Match
 }
 
-// Policy is a compiled route policy. It is safe for concurrent use.
+// Policy is a compiled route policy, built once by New so that matching a
+// request does no parsing. It is safe for concurrent use.
 type Policy struct {
 	rules []rule
 	def   *Match
@@ -89,7 +118,12 @@ type Policy struct {
 // maxExtCache bounds extScopes, in case a proxy sends ever-new values.
 const maxExtCache = 4096
 
-// New compiles and validates cfg; errors name the field, e.g. routes[2].path.
+// New validates and compiles cfg. Its errors name the offending field as
+// the config file spells it, e.g. `routes[2].path: "api" must start with /`
+// or `routes[0].scopes[1]: "patients" is not resource:action`. A path must
+// start with "/", have no empty, dot or encoded-slash segment, use "*" only
+// as a whole segment and "**" only as the last; methods must be HTTP tokens;
+// scopes must be valid in cfg.ScopeForm.
 func New(cfg Config) (*Policy, error) {
 	if cfg.ScopeForm == "" {
 		cfg.ScopeForm = ScopeResourceAction
@@ -142,16 +176,18 @@ func (p *Policy) validScopes(field string, scopes []string) error {
 	return nil
 }
 
-func clean(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+// clean copies scopes, so that a later change to the config cannot reach
+// the policy, with no spare capacity, so that a caller's append to a
+// Match's Scopes cannot write into the shared array; never nil.
+func clean(scopes []string) []string {
+	out := make([]string, len(scopes))
+	copy(out, scopes)
+	return out
 }
 
-// compilePath splits a pattern into segments. Paths are matched raw, as
-// Envoy sends them, never percent-decoded: decoding would let "%2F" smuggle
-// a segment boundary past a rule.
+// compilePath splits a pattern into segments. Patterns, like paths, are
+// matched raw, as Envoy sends them, never percent-decoded (see Match), so a
+// literal segment must be written as it appears on the wire.
 func compilePath(pat string) ([]segment, error) {
 	if !strings.HasPrefix(pat, "/") {
 		return nil, fmt.Errorf("%q must start with /", pat)
@@ -177,8 +213,10 @@ func compilePath(pat string) ([]segment, error) {
 			segs = append(segs, segment{kind: segOne})
 		case strings.Contains(part, "*"):
 			return nil, fmt.Errorf("%q: * must be a whole segment", pat)
-		case part == "." || part == "..":
-			return nil, fmt.Errorf("%q: dot segments are not allowed", pat)
+		case ambiguousSegment(part):
+			return nil, fmt.Errorf("%q: dot segments, encoded slashes and backslashes never match", pat)
+		case !pathChars(part):
+			return nil, fmt.Errorf("%q: segment %q holds a character that is not allowed in a URL path unencoded", pat, part)
 		default:
 			segs = append(segs, segment{kind: segLiteral, lit: part})
 		}
@@ -186,19 +224,71 @@ func compilePath(pat string) ([]segment, error) {
 	return segs, nil
 }
 
-// ErrBadExtension: a context extension from the proxy has a bad value. It
-// comes from the proxy's configuration, not from the client.
+// pathChars reports whether seg holds only RFC 3986 pchar characters, with
+// '%' starting a two-digit hex escape.
+func pathChars(seg string) bool {
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:@", c) >= 0:
+		case c == '%' && i+2 < len(seg) && isHex(seg[i+1]) && isHex(seg[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// ErrBadExtension is wrapped by Match's errors: a context extension has a
+// bad value. Extensions come from the proxy's route configuration, not from
+// the client, so the caller reports an operator's mistake, not a bad request.
 var ErrBadExtension = errors.New("bad context extension")
 
-// Match resolves the route of a request. A request carrying the
-// keygate.scopes context extension needs no rule; keygate.org_required
-// overrides the rule's setting. The query string and fragment are ignored.
-// A path with dot segments ("/a/../b") matches no rule: Envoy normalizes
-// paths before ext_authz, so such a path means that normalization is off,
-// and guessing what the upstream will make of it is unsafe.
+// Match resolves the route of a request, so that the caller knows which
+// scopes it needs and whether it must name an organization.
+//
+// Rules are tried in order and the first whose methods and path match
+// wins; else DefaultRoute, if set; else Found is false (route_not_found).
+// Methods match case-insensitively, paths case-sensitively; the query
+// string and fragment are ignored. A trailing slash is ignored ("/a/"
+// matches "/a", "/a/*" matches "/a/b/"), an empty segment ("//") matches
+// only inside **, and ** matches zero or more segments ("/a" matches
+// "/a/**").
+//
+// The path is matched raw, as Envoy sends it, never percent-decoded:
+// decoding would let "%2F" smuggle a segment boundary past a rule, and the
+// upstream decides for itself what an escape means. For the same reason a
+// path the upstream might read as a different path — a dot segment ("/a/../b",
+// also "%2e%2e"), an encoded slash or backslash ("%2F", "%5C"), or a raw
+// backslash — matches nothing, not even DefaultRoute or the context
+// extensions: Envoy normally normalizes paths (normalize_path,
+// path_with_escaped_slashes_action) before ext_authz, so such a path means
+// that normalization is off, and guessing what the upstream will make of
+// it could hand out the wrong route's scopes.
+//
+// ext are Envoy's per-route context_extensions. ExtScopes ("keygate.scopes",
+// comma-joined, spaces trimmed, empty entries dropped) replaces the rule's
+// scopes, and a request carrying it needs no rule (Route is
+// "context_extensions"); ExtOrgRequired ("keygate.org_required", true or
+// false, any case) overrides org_required. The precedence of org_required
+// is extension, then the rule (or DefaultRoute), then Config.OrgRequired.
+// A malformed extension value (a bad scope, a bool that is neither true nor
+// false) returns an error wrapping ErrBadExtension and a zero Match.
+//
+// Match allocates nothing for a request without extensions, nor for one
+// whose ExtScopes value was seen before.
 func (p *Policy) Match(method, path string, ext map[string]string) (Match, error) {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
+	}
+	if ambiguous(path) {
+		return Match{}, nil
 	}
 	m, found := p.matchRules(method, path)
 	if len(ext) == 0 {
@@ -216,11 +306,14 @@ func (p *Policy) Match(method, path string, ext map[string]string) (Match, error
 		m = Match{Found: true, Route: "context_extensions", Scopes: scopes, OrgRequired: org}
 	}
 	if v, ok := ext[ExtOrgRequired]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
+		switch v = strings.TrimSpace(v); {
+		case strings.EqualFold(v, "true"):
+			m.OrgRequired = true
+		case strings.EqualFold(v, "false"):
+			m.OrgRequired = false
+		default:
 			return Match{}, fmt.Errorf("%w: %s=%q is not true or false", ErrBadExtension, ExtOrgRequired, v)
 		}
-		m.OrgRequired = b
 	}
 	return m, nil
 }
@@ -249,16 +342,14 @@ func (p *Policy) parseScopesUncached(v string) ([]string, error) {
 		}
 		out = append(out, s)
 	}
-	return out, nil
+	return out[:len(out):len(out)], nil // shared: no room for a caller's append
 }
 
 func (p *Policy) matchRules(method, path string) (Match, bool) {
-	if !hasDotSegment(path) {
-		for i := range p.rules {
-			r := &p.rules[i]
-			if r.allows(method) && matchPath(r.segs, path) {
-				return r.match, true
-			}
+	for i := range p.rules {
+		r := &p.rules[i]
+		if r.allows(method) && matchPath(r.segs, path) {
+			return r.match, true
 		}
 	}
 	if p.def != nil {
@@ -309,19 +400,50 @@ func matchPath(segs []segment, path string) bool {
 	return rest == ""
 }
 
-func hasDotSegment(path string) bool {
+// ambiguous reports whether the upstream might read path as another path
+// than the one Keygate matches: it has a dot segment, an encoded slash or
+// backslash, or a raw backslash. One pass, linear in len(path).
+func ambiguous(path string) bool {
 	for path != "" {
-		var seg string
+		seg := path
 		if i := strings.IndexByte(path, '/'); i >= 0 {
 			seg, path = path[:i], path[i+1:]
 		} else {
-			seg, path = path, ""
+			path = ""
 		}
-		if seg == "." || seg == ".." {
+		if ambiguousSegment(seg) {
 			return true
 		}
 	}
 	return false
+}
+
+// ambiguousSegment reports whether seg is "." or "..", written with raw or
+// percent-encoded dots ("%2e", any case), or holds "%2F", "%5C" or '\\'.
+func ambiguousSegment(seg string) bool {
+	dots, other := 0, false
+	for i := 0; i < len(seg); i++ {
+		switch c := seg[i]; {
+		case c == '\\':
+			return true
+		case c == '.':
+			dots++
+		case c == '%' && i+2 < len(seg):
+			hi, lo := seg[i+1], seg[i+2]|0x20 // lo in lower case
+			switch {
+			case hi == '2' && lo == 'e':
+				dots++
+				i += 2
+			case hi == '2' && lo == 'f', hi == '5' && lo == 'c':
+				return true
+			default:
+				other = true
+			}
+		default:
+			other = true
+		}
+	}
+	return !other && (dots == 1 || dots == 2)
 }
 
 func isToken(s string) bool {

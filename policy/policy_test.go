@@ -72,14 +72,31 @@ func TestMatch(t *testing.T) {
 		{"query with slash ignored", "GET", "/healthz?next=/api/v1/patients", true, "/healthz", []string{}, false},
 		{"fragment ignored", "GET", "/healthz#frag", true, "/healthz", []string{}, false},
 		{"query on double star", "GET", "/api/v1/patients?id=1", true, "/api/v1/patients/**", []string{"patients:read"}, false},
-		{"percent-encoded slash is one segment", "GET", "/api/v1/forms/patients%2Fx", true, "/api/v1/forms/*", []string{"forms:read"}, false},
-		{"percent-encoded slash not decoded", "GET", "/api/v1%2Fforms/9", false, "", nil, false},
 		{"percent-encoded literal not decoded", "GET", "/health%7A", false, "", nil, false},
+		{"percent-encoded byte in a star segment", "GET", "/api/v1/forms/caf%C3%A9", true, "/api/v1/forms/*", []string{"forms:read"}, false},
+		{"percent-encoded space in a star segment", "GET", "/api/v1/forms/a%20b", true, "/api/v1/forms/*", []string{"forms:read"}, false},
+		{"stray percent is literal", "GET", "/api/v1/forms/100%", true, "/api/v1/forms/*", []string{"forms:read"}, false},
+		// Ambiguous paths match nothing: the upstream may read them as another path.
+		{"encoded slash in a star segment", "GET", "/api/v1/forms/9%2Fsubmissions%2F3", false, "", nil, false},
+		{"encoded slash lower case", "GET", "/api/v1/forms/9%2fx", false, "", nil, false},
+		{"encoded slash under double star", "GET", "/api/v1/patients/1%2F..%2F..%2Fadmin", false, "", nil, false},
+		{"encoded slash between literals", "GET", "/api/v1%2Fforms/9", false, "", nil, false},
+		{"encoded backslash", "GET", "/api/v1/patients/1%5C..", false, "", nil, false},
+		{"encoded backslash lower case", "GET", "/api/v1/patients/1%5cx", false, "", nil, false},
+		{"raw backslash", "GET", `/api/v1/patients/1\x`, false, "", nil, false},
 		{"dot segment", "GET", "/api/v1/patients/../forms/1", false, "", nil, false},
 		{"single dot segment", "GET", "/api/v1/patients/./1", false, "", nil, false},
 		{"trailing dot dot", "GET", "/api/v1/patients/..", false, "", nil, false},
+		{"trailing dot", "GET", "/healthz/.", false, "", nil, false},
+		{"encoded dot dot", "GET", "/api/v1/patients/%2e%2e/x", false, "", nil, false},
+		{"encoded dot dot upper case", "GET", "/api/v1/patients/%2E%2E", false, "", nil, false},
+		{"half encoded dot dot", "GET", "/api/v1/patients/.%2E/x", false, "", nil, false},
+		{"encoded single dot", "GET", "/api/v1/patients/%2e", false, "", nil, false},
+		{"dot segment in the query is fine", "GET", "/api/v1/patients/1?next=/../admin%2F", true, "/api/v1/patients/**", []string{"patients:read"}, false},
 		{"dots in a name are fine", "GET", "/api/v1/patients/a..b", true, "/api/v1/patients/**", []string{"patients:read"}, false},
-		{"encoded dots not decoded", "GET", "/api/v1/patients/%2e%2e", true, "/api/v1/patients/**", []string{"patients:read"}, false},
+		{"three dots are a name", "GET", "/api/v1/patients/...", true, "/api/v1/patients/**", []string{"patients:read"}, false},
+		{"encoded dots in a name are fine", "GET", "/api/v1/patients/a%2e%2e", true, "/api/v1/patients/**", []string{"patients:read"}, false},
+		{"truncated escape is literal", "GET", "/api/v1/patients/%2", true, "/api/v1/patients/**", []string{"patients:read"}, false},
 		{"case-sensitive path", "GET", "/API/v1/patients/1", false, "", nil, false},
 	}
 	for _, tt := range tests {
@@ -224,10 +241,16 @@ func TestMatchDefaultRoute(t *testing.T) {
 			want: Match{Found: true, Route: "/healthz", Scopes: []string{}},
 		},
 		{
-			name:   "dot segments fall to default",
-			cfg:    Config{Routes: designRoutes(), DefaultRoute: &Route{Scopes: []string{"misc:read"}}},
-			method: "GET", path: "/api/v1/patients/../../healthz",
-			want: Match{Found: true, Route: "default", Scopes: []string{"misc:read"}},
+			name:   "dot segments do not fall to default",
+			cfg:    Config{Routes: designRoutes(), DefaultRoute: &Route{}},
+			method: "GET", path: "/healthz/../api/v1/patients/1",
+			want: Match{},
+		},
+		{
+			name:   "encoded slash does not fall to default",
+			cfg:    Config{Routes: designRoutes(), DefaultRoute: &Route{}},
+			method: "GET", path: "/x%2F..%2Fapi/v1/patients/1",
+			want: Match{},
 		},
 	}
 	for _, tt := range tests {
@@ -329,9 +352,19 @@ func TestMatchExtensions(t *testing.T) {
 			want: Match{Found: true, Route: "context_extensions", Scopes: []string{"read:patients", "*:forms"}},
 		},
 		{
-			name: "scopes on a dot path", path: "/a/../b",
-			ext:  map[string]string{ExtScopes: "a:b"},
-			want: Match{Found: true, Route: "context_extensions", Scopes: []string{"a:b"}},
+			name: "scopes on a dot path: still nothing", path: "/public/../admin",
+			ext:  map[string]string{ExtScopes: "public:read"},
+			want: Match{},
+		},
+		{
+			name: "scopes on an encoded-slash path: still nothing", path: "/public/..%2Fadmin",
+			ext:  map[string]string{ExtScopes: "public:read"},
+			want: Match{},
+		},
+		{
+			name: "org ext any case", path: "/healthz",
+			ext:  map[string]string{ExtOrgRequired: "TRUE"},
+			want: Match{Found: true, Route: "/healthz", Scopes: []string{}, OrgRequired: true},
 		},
 		{
 			name: "org ext alone without a rule stays not found", path: "/unknown",
@@ -348,6 +381,8 @@ func TestMatchExtensions(t *testing.T) {
 		{name: "wrong form", form: ScopeActionResource, path: "/x", ext: map[string]string{ExtScopes: "patients:*"}, wantErr: true},
 		{name: "bad org value", path: "/healthz", ext: map[string]string{ExtOrgRequired: "yes"}, wantErr: true},
 		{name: "empty org value", path: "/healthz", ext: map[string]string{ExtOrgRequired: ""}, wantErr: true},
+		{name: "org value 1 is not a bool here", path: "/healthz", ext: map[string]string{ExtOrgRequired: "1"}, wantErr: true},
+		{name: "bad scope after good ones", path: "/x", ext: map[string]string{ExtScopes: "a:b, c:d, e"}, wantErr: true},
 		{name: "bad org value with good scopes", path: "/healthz", ext: map[string]string{ExtScopes: "a:b", ExtOrgRequired: "maybe"}, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -397,6 +432,15 @@ func TestNewErrors(t *testing.T) {
 		{"triple star", Config{Routes: []Route{{Path: "/***"}}}, "routes[0].path"},
 		{"dot segment", Config{Routes: []Route{{Path: "/a/./b"}}}, "routes[0].path"},
 		{"dot dot segment", Config{Routes: []Route{{Path: "/a/.."}}}, "routes[0].path"},
+		{"encoded dot dot segment", Config{Routes: []Route{{Path: "/a/%2E%2e/b"}}}, "routes[0].path"},
+		{"encoded slash", Config{Routes: []Route{good, good, good, {Path: "/a%2Fb"}}}, "routes[3].path"},
+		{"encoded backslash", Config{Routes: []Route{{Path: "/a%5cb"}}}, "routes[0].path"},
+		{"raw backslash", Config{Routes: []Route{{Path: `/a\b`}}}, "routes[0].path"},
+		{"space", Config{Routes: []Route{{Path: "/a b"}}}, "routes[0].path"},
+		{"non-ASCII", Config{Routes: []Route{{Path: "/café"}}}, "routes[0].path"},
+		{"control byte", Config{Routes: []Route{{Path: "/a\x00"}}}, "routes[0].path"},
+		{"bad escape", Config{Routes: []Route{{Path: "/a%zz"}}}, "routes[0].path"},
+		{"truncated escape", Config{Routes: []Route{{Path: "/a%2"}}}, "routes[0].path"},
 		{"empty method", Config{Routes: []Route{{Methods: []string{"GET", ""}, Path: "/a"}}}, "routes[0].methods[1]"},
 		{"method with space", Config{Routes: []Route{{Methods: []string{"GET", "P UT"}, Path: "/a"}}}, "routes[0].methods[1]"},
 		{"method with slash", Config{Routes: []Route{good, {Methods: []string{"GET/"}, Path: "/a"}}}, "routes[1].methods[0]"},
@@ -429,6 +473,7 @@ func TestNewValid(t *testing.T) {
 		{"resource:action", Config{ScopeForm: ScopeResourceAction, Routes: []Route{{Path: "/a", Scopes: []string{"patients:*"}}}}, ScopeResourceAction},
 		{"action:resource", Config{ScopeForm: ScopeActionResource, Routes: []Route{{Path: "/a", Scopes: []string{"*:patients", "read:patients"}}}}, ScopeActionResource},
 		{"extension methods", Config{Routes: []Route{{Methods: []string{"PROPFIND", "m-search"}, Path: "/a"}}}, ScopeResourceAction},
+		{"path punctuation and escapes", Config{Routes: []Route{{Path: "/v1/caf%C3%A9/~u:x@y/a.b/...;v=1/**"}}}, ScopeResourceAction},
 		{"design routes", Config{Routes: designRoutes(), DefaultRoute: &Route{Scopes: []string{}}}, ScopeResourceAction},
 	}
 	for _, tt := range tests {
@@ -525,6 +570,49 @@ func TestMatchExtensionsConcurrent(t *testing.T) {
 	for range 2 {
 		if _, err := p.Match("GET", "/x", map[string]string{ExtScopes: "Bad"}); !errors.Is(err, ErrBadExtension) {
 			t.Fatalf("err = %v, want ErrBadExtension", err)
+		}
+	}
+}
+
+// TestMatchIsolation: a Policy keeps its own copy of the config, and a
+// caller appending to a Match's shared Scopes cannot change the next one.
+func TestMatchIsolation(t *testing.T) {
+	routes := []Route{{Methods: []string{"GET"}, Path: "/a", Scopes: []string{"a:read", "a:list"}}}
+	def := &Route{Scopes: []string{"d:read"}}
+	p := mustNew(t, Config{Routes: routes, DefaultRoute: def})
+	routes[0].Scopes[0] = "evil:*"
+	routes[0].Path = "/b"
+	def.Scopes[0] = "evil:*"
+	for range 2 {
+		m, _ := p.Match("GET", "/a", nil)
+		if !reflect.DeepEqual(m.Scopes, []string{"a:read", "a:list"}) || m.Route != "/a" {
+			t.Fatalf("rule changed under the policy: %+v", m)
+		}
+		_ = append(m.Scopes, "x:y")
+		d, _ := p.Match("GET", "/zzz", nil)
+		if !reflect.DeepEqual(d.Scopes, []string{"d:read"}) {
+			t.Fatalf("default changed under the policy: %+v", d)
+		}
+		_ = append(d.Scopes, "x:y")
+		e, _ := p.Match("GET", "/zzz", map[string]string{ExtScopes: "e:read"})
+		if !reflect.DeepEqual(e.Scopes, []string{"e:read"}) {
+			t.Fatalf("cached extension scopes changed: %+v", e)
+		}
+		_ = append(e.Scopes, "x:y")
+	}
+}
+
+// TestMatchNonOriginPaths: Envoy sends origin-form paths; anything else
+// matches no rule, and takes DefaultRoute if there is one.
+func TestMatchNonOriginPaths(t *testing.T) {
+	for _, path := range []string{"", "*", "example.com:443", "api/v1/patients/1", "?x=/api"} {
+		p := mustNew(t, Config{Routes: []Route{{Path: "/**"}}})
+		if m, err := p.Match("GET", path, nil); err != nil || m.Found {
+			t.Errorf("Match(%q) = %+v, %v; want not found", path, m, err)
+		}
+		p = mustNew(t, Config{Routes: []Route{{Path: "/**"}}, DefaultRoute: &Route{}})
+		if m, err := p.Match("OPTIONS", path, nil); err != nil || m.Route != "default" {
+			t.Errorf("Match(%q) = %+v, %v; want default", path, m, err)
 		}
 	}
 }

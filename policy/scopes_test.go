@@ -42,6 +42,9 @@ func TestValidScope(t *testing.T) {
 		{"ar both wildcard", ScopeActionResource, "*:*", false},
 		{"ar no colon", ScopeActionResource, "read", false},
 		{"ar empty action", ScopeActionResource, ":patients", false},
+		{"zero form is resource:action", "", "patients:*", true},
+		{"zero form rejects action:resource wildcard", "", "*:patients", false},
+		{"unknown form", "resource/action", "patients:read", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +149,11 @@ func TestEffective(t *testing.T) {
 			got := p.Effective(tt.key, tt.grant)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Effective(%q, %q) = %q, want %q", tt.key, tt.grant, got, tt.want)
+			}
+			buf := append(make([]string, 0, 8), "keep:me")
+			app := p.AppendEffective(buf, tt.key, tt.grant)
+			if !reflect.DeepEqual(app, append([]string{"keep:me"}, tt.want...)) {
+				t.Errorf("AppendEffective(%q, %q, %q) = %q", buf, tt.key, tt.grant, app)
 			}
 		})
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/syncbuf"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -61,27 +63,15 @@ type proc struct {
 	cmd                *exec.Cmd
 	grpcAddr, httpAddr string
 	client             authv3.AuthorizationClient
-	logs               *lockedBuf
+	logs               *syncbuf.Buffer
 	done               chan error
 }
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // startProc runs `keygate serve` with env (KEYGATE_* variables) and waits
 // until /readyz says ready.
 func startProc(t *testing.T, env map[string]string) *proc {
 	t.Helper()
-	p := &proc{grpcAddr: freePort(t), httpAddr: freePort(t), logs: &lockedBuf{}, done: make(chan error, 1)}
+	p := &proc{grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(keygateBinary(t), "serve")
 	p.cmd.Env = append(os.Environ(), "KEYGATE_GRPC_ADDR="+p.grpcAddr, "KEYGATE_HTTP_ADDR="+p.httpAddr)
 	for k, v := range env {
