@@ -1,11 +1,25 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/keygate/keygate/internal/testpg"
 )
 
@@ -70,9 +84,29 @@ func TestDatabaseOutage(t *testing.T) {
 	if got := p.check(t, keyA); got != "ok" {
 		t.Fatalf("before the outage: %s", got)
 	}
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	serving := func(service string) healthpb.HealthCheckResponse_ServingStatus {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			return healthpb.HealthCheckResponse_UNKNOWN
+		}
+		return r.GetStatus()
+	}
+	// gRPC health follows /readyz on a 50 ms tick.
+	for _, svc := range []string{"", "envoy.service.auth.v3.Authorization"} {
+		waitUntil(t, 2*time.Second, func() bool { return serving(svc) == healthpb.HealthCheckResponse_SERVING })
+	}
 
 	pg.Stop()
 	waitUntil(t, 5*time.Second, func() bool { return readyz(p) == http.StatusServiceUnavailable })
+	waitUntil(t, 2*time.Second, func() bool { return serving("") == healthpb.HealthCheckResponse_NOT_SERVING })
 	if got := p.check(t, keyA); got != "ok" {
 		t.Errorf("cached key during the outage: %s, want ok", got)
 	}
@@ -82,6 +116,9 @@ func TestDatabaseOutage(t *testing.T) {
 
 	pg.Start()
 	waitUntil(t, 10*time.Second, func() bool { return readyz(p) == http.StatusOK })
+	waitUntil(t, 2*time.Second, func() bool {
+		return serving("envoy.service.auth.v3.Authorization") == healthpb.HealthCheckResponse_SERVING
+	})
 	if got := p.check(t, keyB); got != "ok" {
 		t.Errorf("uncached key after recovery: %s", got)
 	}
@@ -106,5 +143,38 @@ func waitUntil(t *testing.T, d time.Duration, f func() bool) {
 			t.Fatalf("condition not met within %v", d)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPepper: with database.pepper set, keys work end to end and the stored
+// hash is HMAC-SHA256(pepper, key), not SHA-256(key); a plain SHA-256
+// cannot be imported.
+func TestPepper(t *testing.T) {
+	dbURL := testpg.NewSchema(t, testpg.SharedURL())
+	env := map[string]string{"KEYGATE_DATABASE_URL": dbURL, "KEYGATE_DATABASE_PEPPER": "pepper-for-tests", "KEYGATE_LOG_LEVEL": "warn"}
+	id, key := createKeyProc(t, env, "--tenant", "acme", "--env", "live", "--scopes", "patients:read")
+	p := startProc(t, env)
+	if got := p.check(t, key); got != "ok" {
+		t.Fatalf("peppered key: %s", got)
+	}
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var stored []byte
+	if err := conn.QueryRow(context.Background(), "SELECT hash FROM keys WHERE id = $1", id).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	plain := sha256.Sum256([]byte(key))
+	mac := hmac.New(sha256.New, []byte("pepper-for-tests"))
+	mac.Write([]byte(key))
+	if bytes.Equal(stored, plain[:]) || !bytes.Equal(stored, mac.Sum(nil)) {
+		t.Fatal("the stored hash is not HMAC-SHA256(pepper, key)")
+	}
+	cmd := exec.Command(keygateBinary(t), "keys", "import", "--sha256", hex.EncodeToString(plain[:]), "--prefix", "sk_live_", "--tenant", "acme")
+	cmd.Env = append(os.Environ(), "KEYGATE_DATABASE_URL="+dbURL, "KEYGATE_DATABASE_PEPPER=pepper-for-tests")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "pepper") {
+		t.Errorf("import of a plain SHA-256 with a pepper set: %v %s", err, out)
 	}
 }
