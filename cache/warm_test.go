@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,4 +111,41 @@ func seedRecords(n int) []keys.Record {
 			Scopes: []string{"patients:read", "forms:write"}, Plan: "live", Lineage: id, CreatedAt: now}
 	}
 	return recs
+}
+
+// BenchmarkMissFlood is the miss path under a flood of well-formed but
+// unknown keys: every lookup is a new hash, so every one costs a database
+// query (and then a negative entry). Run with -cpu to vary concurrency:
+//
+//	go test -run '^$' -bench MissFlood -benchtime 5s ./cache/
+func BenchmarkMissFlood(b *testing.B) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		b.Run(kind, func(b *testing.B) {
+			db := benchDB(b, kind)
+			if err := db.(store.BulkInserter).BulkInsertKeys(context.Background(), seedRecords(10_000)); err != nil {
+				b.Fatal(err)
+			}
+			c, err := New(Config{MaxKeys: 1_000_000, NegativeTTL: time.Minute, PollInterval: time.Hour, QueryTimeout: 5 * time.Second},
+				db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var n atomic.Uint64
+			b.SetParallelism(16) // many callers per CPU, as a flood would be
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					var h keys.Hash
+					binary.LittleEndian.PutUint64(h[:], n.Add(1))
+					h[8] = 0xfe // never a seeded key's hash
+					if _, err := c.Lookup(context.Background(), h); !errors.Is(err, ErrNotFound) {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "misses/s")
+		})
+	}
 }
