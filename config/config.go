@@ -470,7 +470,13 @@ func (c *Config) Validate() error {
 		if len(windows) == 0 {
 			bad("plans."+name, "needs at least one window")
 		}
+		periods := map[time.Duration]bool{}
 		for i, w := range windows {
+			// One window per period: a bucket's Redis key is named by it.
+			if periods[w.Period] {
+				bad(fmt.Sprintf("plans.%s[%d].period", name, i), "%v is already used by another window of the plan", w.Period)
+			}
+			periods[w.Period] = true
 			if w.Limit < 1 {
 				bad(fmt.Sprintf("plans.%s[%d].limit", name, i), "must be at least 1, got %d", w.Limit)
 			}

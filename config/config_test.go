@@ -111,6 +111,7 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bad env var duration", "", map[string]string{"KEYGATE_DATABASE_TIMEOUT": "fast"}, "KEYGATE_DATABASE_TIMEOUT"},
 		{"bad env var bool", "", map[string]string{"KEYGATE_ORGANIZATION_REQUIRED": "yes please"}, "KEYGATE_ORGANIZATION_REQUIRED"},
 		{"not yaml", "{{{", nil, "keygate.yaml"},
+		{"two windows of one period", "plans:\n  test: [{limit: 1, period: 1h}, {limit: 2, period: 60m}]\n  live: [{limit: 1, period: 1h}]\n", nil, "plans.test[1].period"},
 		{"tls cert without key", "tls:\n  cert_file: /x\n", nil, "cert_file and key_file"},
 		{"mtls without ca", "tls:\n  cert_file: /x\n  key_file: /y\n  require_client_cert: true\n", nil, "tls.require_client_cert"},
 		{"bad failures", "auth:\n  failures: {limit: -1, period: 1m}\n", nil, "auth.failures"},

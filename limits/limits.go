@@ -181,7 +181,12 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 			return nil, fmt.Errorf("plans.%s: needs at least one window", name)
 		}
 		p := &plan{windows: append([]Window(nil), ws...)}
+		seen := map[time.Duration]bool{}
 		for i, w := range ws {
+			if seen[w.Period] {
+				return nil, fmt.Errorf("plans.%s[%d].period: %v is already used by another window of the plan", name, i, w.Period)
+			}
+			seen[w.Period] = true
 			if w.Limit < 1 {
 				return nil, fmt.Errorf("plans.%s[%d].limit: must be at least 1, got %d", name, i, w.Limit)
 			}
