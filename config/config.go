@@ -211,7 +211,7 @@ func Default() Config {
 		Plans:        DefaultPlans(),
 		Limits:       Limits{OnRedisError: "local"},
 		Organization: Organization{Header: "x-organization-id"},
-		Auth:         Auth{Header: "authorization", Realm: "keygate", Failures: Window{Limit: 20, Period: time.Minute}},
+		Auth:         Auth{Header: "authorization", Realm: "keygate", Failures: Window{Limit: 30, Period: time.Minute}},
 		Headers: Headers{
 			KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant", Org: "x-keygate-org",
 			Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",

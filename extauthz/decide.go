@@ -209,14 +209,14 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	d.TokenSent = true
 	h := s.cfg.Hasher.Sum(token)
 	rec, found, known := s.keys.Peek(h)
-	if !known && s.cfg.Failures != nil {
-		if retry, blocked := s.cfg.Failures.Blocked(s.client(r)); blocked {
+	if addr := s.client(r); !known && s.cfg.Failures != nil && addr != "" {
+		if retry, blocked := s.cfg.Failures.Blocked(addr); blocked {
 			d.RetryAfter, d.Detail = retry, tooManyFailures
 			return CodeRateLimited
 		}
 	}
 	if _, err := s.cfg.Formats.Parse(token); err != nil || found && !known {
-		return s.failed(r, d)
+		return CodeInvalidAPIKey // rejected without a query: nothing to limit
 	}
 	if !found {
 		var err error
@@ -316,10 +316,15 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 
 const tooManyFailures = ": too many failed authentications from this address"
 
-// failed counts a failed authentication against the client's address.
+// failed counts a failed authentication that cost a database query — a
+// well-formed key nobody has — against the client's address. Malformed keys
+// and remembered misses cost nothing and are not counted, nor are requests
+// whose client address is unknown.
 func (s *Server) failed(r *Request, d *Decision) Code {
 	if s.cfg.Failures != nil {
-		s.cfg.Failures.Fail(s.client(r))
+		if addr := s.client(r); addr != "" {
+			s.cfg.Failures.Fail(addr)
+		}
 	}
 	return CodeInvalidAPIKey
 }
