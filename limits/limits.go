@@ -74,6 +74,13 @@ type Config struct {
 	DenyCacheSize int64
 	// ProbeInterval paces Redis health probes while it is down (default 500ms).
 	ProbeInterval time.Duration
+	// LeaseMax is the most requests taken from Redis in one round trip for
+	// a bucket far from its limit, handed out locally until used or
+	// LeaseTTL passes (default 32; 1 turns leasing off). Unused ones are
+	// lost, so across replicas a bucket is only ever allowed fewer
+	// requests than its limit, never more.
+	LeaseMax int
+	LeaseTTL time.Duration // default 100ms
 	Now           func() time.Time
 }
 
@@ -130,6 +137,7 @@ type Limiter struct {
 	lden    atomic.Uint64
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
 	deny    *ristretto.Cache[string, denial]
+	leases  leases
 }
 
 type denial struct {
@@ -163,6 +171,12 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 500 * time.Millisecond
 	}
+	if cfg.LeaseMax <= 0 {
+		cfg.LeaseMax = 32
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 100 * time.Millisecond
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -170,6 +184,7 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 		return nil, errors.New("plans: at least one plan is required")
 	}
 	l := &Limiter{cfg: cfg, log: log, plans: map[string]*plan{}}
+	l.leases.init()
 	names := make([]string, 0, len(cfg.Plans))
 	for name := range cfg.Plans {
 		names = append(names, name)
@@ -286,7 +301,27 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 	if !l.redisUsable(now) {
 		return l.fallback(bucket, p)
 	}
-	res, err := l.allowRedis(ctx, bucket, p)
+	if res, ok := l.leases.take(bucket, p, now.UnixNano()); ok {
+		return res, nil
+	}
+	n := l.leases.size(bucket, p, l.cfg.LeaseMax)
+	res, err := l.allowRedis(ctx, bucket, p, n)
+	if err == nil && !res.Allowed && n > 1 {
+		// The batch did not fit: near the limit, go exact.
+		n = 1
+		res, err = l.allowRedis(ctx, bucket, p, 1)
+	}
+	if err == nil {
+		l.leases.put(bucket, p, res, n, now.UnixNano(), now.Add(l.cfg.LeaseTTL).UnixNano())
+		if res.Allowed && n > 1 {
+			// This request is one of the n taken: the other n-1 still count
+			// as remaining to the client.
+			res.Remaining += n - 1
+			for i := range res.Windows {
+				res.Windows[i].Remaining += n - 1
+			}
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
@@ -327,20 +362,20 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 // window ever allows more than its limit, whatever other replicas do; a
 // refund can only make a concurrent request see less quota, never more.
 // Allowed requests cost one round trip per window.
-func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan) (Result, error) {
+func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
 	states := make([]WindowState, len(p.windows))
 	for i, w := range p.windows {
 		l.calls.Add(1)
-		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], 1)
+		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], n)
 		if err != nil {
-			l.refund(ctx, bucket, p, i)
+			l.refund(ctx, bucket, p, i, n)
 			return Result{}, fmt.Errorf("redis: %w", err)
 		}
 		states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
 		if r.Allowed == 0 {
-			l.refund(ctx, bucket, p, i)
+			l.refund(ctx, bucket, p, i, n)
 			states[i].Remaining = 0
 			return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: r.ResetAfter,
 				RetryAfter: max(r.RetryAfter, time.Millisecond), Windows: states[:i+1]}, nil
@@ -355,7 +390,7 @@ func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan) (Resul
 // (the window was full before the request), AllowN writes nothing and the
 // request stays spent; this script deletes the key, which is what a full
 // window is. KEYS[1] is redis_rate's key ("rate:" + ours); ARGV: period in
-// seconds, rate.
+// seconds, rate, and how many requests to give back.
 var refundScript = redis.NewScript(`
 redis.replicate_commands()
 local tat = tonumber(redis.call("GET", KEYS[1]))
@@ -364,7 +399,7 @@ if not tat then
 end
 local now = redis.call("TIME")
 now = (now[1] - 1483228800) + (now[2] / 1000000)
-local new_tat = tat - tonumber(ARGV[1]) / tonumber(ARGV[2])
+local new_tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[1]) / tonumber(ARGV[2])
 if new_tat > now then
   redis.call("SET", KEYS[1], new_tat, "EX", math.ceil(new_tat - now))
 else
@@ -373,12 +408,12 @@ end
 return 1
 `)
 
-// refund gives back the request spent in windows [0, n).
-func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n int) {
+// refund gives back the count requests spent in windows [0, n).
+func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n, count int) {
 	for i := range n {
 		l.calls.Add(1)
 		lim := p.limits[i]
-		if err := refundScript.Run(ctx, l.rdb, []string{"rate:" + l.redisKey(bucket, p.windows[i])}, lim.Period.Seconds(), lim.Rate).Err(); err != nil {
+		if err := refundScript.Run(ctx, l.rdb, []string{"rate:" + l.redisKey(bucket, p.windows[i])}, lim.Period.Seconds(), lim.Rate, count).Err(); err != nil {
 			l.log.Warn("rate limit refund failed; the window keeps one request spent", slog.String("window", p.windows[i].Name()), slog.Any("error", err))
 		}
 	}
