@@ -81,7 +81,7 @@ type Config struct {
 	// requests than its limit, never more.
 	LeaseMax int
 	LeaseTTL time.Duration // default 100ms
-	Now           func() time.Time
+	Now      func() time.Time
 }
 
 // WindowState is one window's state after a request.
