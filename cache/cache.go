@@ -57,7 +57,6 @@ type Config struct {
 // Stats are the cache's counters since start, read by the metrics endpoint.
 type Stats struct {
 	Hits, Misses, NegativeHits, StaleServes, DBErrors uint64
-	Keys                                              uint64
 	// LastRefresh is when the change feed was last read successfully.
 	LastRefresh time.Time
 	DBUp, Ready bool
@@ -316,9 +315,6 @@ func (c *Cache) Stats() Stats {
 		Hits: c.hits.Load(), Misses: c.misses.Load(), NegativeHits: c.negHits.Load(),
 		StaleServes: c.stale.Load(), DBErrors: c.dbErrors.Load(),
 		DBUp: c.dbUp.Load(), Ready: c.ready.Load(), Version: c.version.Load(),
-	}
-	if m := c.rc.Metrics; m != nil {
-		s.Keys = m.KeysAdded() - m.KeysEvicted()
 	}
 	if ns := c.lastRefresh.Load(); ns != 0 {
 		s.LastRefresh = time.Unix(0, ns)

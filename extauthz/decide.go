@@ -209,10 +209,12 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	d.TokenSent = true
 	h := s.cfg.Hasher.Sum(token)
 	rec, found, known := s.keys.Peek(h)
-	if addr := s.client(r); !known && s.cfg.Failures != nil && addr != "" {
-		if retry, blocked := s.cfg.Failures.Blocked(addr); blocked {
-			d.RetryAfter, d.Detail = retry, tooManyFailures
-			return CodeRateLimited
+	if !known && s.cfg.Failures != nil {
+		if addr := s.client(r); addr != "" {
+			if retry, blocked := s.cfg.Failures.Blocked(addr); blocked {
+				d.RetryAfter, d.Detail = retry, tooManyFailures
+				return CodeRateLimited
+			}
 		}
 	}
 	if _, err := s.cfg.Formats.Parse(token); err != nil || found && !known {
