@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
 	"go/build"
+	"go/parser"
+	"go/token"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,8 +291,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"wrong type", "kustomize/base/hpa.yaml", "minReplicas: 2", "minReplicas: two", "minReplicas"},
 		{"unknown kind", "kustomize/base/pdb.yaml", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgt", "PodDisruptionBudgt"},
 		{"duplicate key", "kustomize/base/pdb.yaml", "maxUnavailable: 1", "maxUnavailable: 1\n  maxUnavailable: 2", "maxUnavailable"},
-		{"unknown field in an Istio spec", "istio/authorizationpolicy.yaml", "action: CUSTOM", "action: CUSTOM\n  actoin: CUSTOM", "actoin"},
-		{"bad enum in an Istio spec", "istio/authorizationpolicy.yaml", "action: CUSTOM", "action: CUSTOMER", "CUSTOMER"},
+		{"unknown field in an Istio spec", "istio/authorization-policy.yaml", "action: CUSTOM", "action: CUSTOM\n  actoin: CUSTOM", "actoin"},
+		{"bad enum in an Istio spec", "istio/authorization-policy.yaml", "action: CUSTOM", "action: CUSTOMER", "CUSTOMER"},
 		{"unknown field in the mesh config", "istio/mesh-config.yaml", "failOpen: false", "failOpen: false\n          failOpn: false", "failOpn"},
 		{"unknown field in a Kustomization", "kustomize/base/kustomization.yaml", "namespace: keygate", "namespace: keygate\nnamespaces: [keygate]", "namespaces"},
 	}
@@ -502,10 +506,11 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 		}
 	}
 
-	// Commands.
-	if want := []string{"serve", "--config", ConfigPath}; !slices.Equal(main.Args, want) || len(main.Command) != 0 {
+	// Commands: the image's entrypoint, the config from KEYGATE_CONFIG.
+	if want := []string{"serve"}; !slices.Equal(main.Args, want) || len(main.Command) != 0 {
 		t.Errorf("keygate container command %v args %v, want the image's entrypoint with args %v", main.Command, main.Args, want)
 	}
+	checkConfigEnv(t, "keygate", main)
 	var migrate *corev1.Container
 	for i := range pod.Spec.InitContainers {
 		if pod.Spec.InitContainers[i].Name == "migrate" {
@@ -516,17 +521,18 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 		if migrate == nil {
 			t.Error("no migrate init container")
 		} else {
-			if want := []string{"migrate", "--config", ConfigPath}; !slices.Equal(migrate.Args, want) {
-				t.Errorf("migrate args %v, want %v", migrate.Args, want)
+			if want := []string{"migrate"}; !slices.Equal(migrate.Args, want) || len(migrate.Command) != 0 {
+				t.Errorf("migrate command %v args %v, want the image's entrypoint with args %v", migrate.Command, migrate.Args, want)
 			}
 			if migrate.Image != main.Image {
 				t.Errorf("migrate image %q, server image %q: migrations must come from the same build", migrate.Image, main.Image)
 			}
+			checkConfigEnv(t, "migrate", migrate)
 			checkSecretEnv(t, "migrate", migrate, "KEYGATE_DATABASE_URL")
 		}
 	}
 
-	// Secrets from a Secret, never literals.
+	// Secrets from the Secret keygate-secrets, never literals.
 	checkSecretEnv(t, "keygate", main, "KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_ADMIN_TOKEN")
 
 	// Restricted pod security (Pod Security Standards "restricted").
@@ -601,6 +607,21 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 	}
 }
 
+// checkConfigEnv: the container reads its config file from KEYGATE_CONFIG,
+// the path the ConfigMap is mounted at.
+func checkConfigEnv(t *testing.T, container string, c *corev1.Container) {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == "KEYGATE_CONFIG" {
+			if e.Value != ConfigPath || e.ValueFrom != nil {
+				t.Errorf("container %s: KEYGATE_CONFIG=%q, want %q", container, e.Value, ConfigPath)
+			}
+			return
+		}
+	}
+	t.Errorf("container %s: no KEYGATE_CONFIG (want %q)", container, ConfigPath)
+}
+
 // resolvePort turns a named or numbered port into the container port.
 func resolvePort(p intstr.IntOrString, ports map[string]int32) int32 {
 	if p.Type == intstr.String {
@@ -627,8 +648,9 @@ func checkSecretEnv(t *testing.T, container string, c *corev1.Container, names .
 			t.Errorf("container %s: no %s", container, n)
 		case e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil:
 			t.Errorf("container %s: %s is not read from a Secret", container, n)
-		case e.ValueFrom.SecretKeyRef.Name == "" || e.ValueFrom.SecretKeyRef.Key == "":
-			t.Errorf("container %s: %s names no Secret key", container, n)
+		case e.ValueFrom.SecretKeyRef.Name != SecretName || e.ValueFrom.SecretKeyRef.Key != SecretKeys[n]:
+			t.Errorf("container %s: %s from Secret %q key %q, want %q key %q", container, n,
+				e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key, SecretName, SecretKeys[n])
 		}
 	}
 	for _, e := range c.Env {
@@ -768,7 +790,7 @@ func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.C
 // it against each other and against the kustomize base's Service.
 func TestIstio(t *testing.T) {
 	var objs []object
-	for _, f := range []string{"istio/mesh-config.yaml", "istio/authorizationpolicy.yaml"} {
+	for _, f := range []string{"istio/mesh-config.yaml", "istio/authorization-policy.yaml"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -846,30 +868,75 @@ func checkAuthorizationPolicy(t *testing.T, objs []object, provider string) {
 	}
 }
 
-// TestServerContract ties the constants above to the server. Wire: replace
-// serverDefaults' body with the config package's defaults, e.g.
-//
-//	d := config.Default()
-//	return d.GRPCAddr, d.HTTPAddr, <liveness path>, <readiness path>
-//
-// and the paths with the ops handler's exported constants once it has them.
+// TestServerContract ties the constants above to the server: the ports to
+// config.Default(), and the probe and metrics paths and KEYGATE_CONFIG to
+// the routes and variable cmd/keygate really registers and reads. That
+// package is main and cannot be imported, so its sources are parsed and
+// the string literals passed to mux.Handle/HandleFunc and read as
+// environment variables are collected.
 func TestServerContract(t *testing.T) {
-	grpcAddr, httpAddr, live, ready := serverDefaults()
+	d := config.Default()
 	for _, c := range []struct{ name, here, server string }{
-		{"GRPCPort", ":" + strconv.Itoa(GRPCPort), grpcAddr},
-		{"HTTPPort", ":" + strconv.Itoa(HTTPPort), httpAddr},
-		{"LivenessPath", LivenessPath, live},
-		{"ReadinessPath", ReadinessPath, ready},
+		{"GRPCPort", ":" + strconv.Itoa(GRPCPort), d.GRPCAddr},
+		{"HTTPPort", ":" + strconv.Itoa(HTTPPort), d.HTTPAddr},
 	} {
 		if c.here != c.server {
-			t.Errorf("deploy.%s is %q, the server uses %q", c.name, c.here, c.server)
+			t.Errorf("deploy.%s is %q, the server's default is %q", c.name, c.here, c.server)
 		}
+	}
+
+	routes, literals := serverSource(t, filepath.Join("..", "cmd", "keygate"))
+	for _, c := range []struct{ name, path string }{
+		{"LivenessPath", LivenessPath},
+		{"ReadinessPath", ReadinessPath},
+		{"MetricsPath", MetricsPath},
+	} {
+		if !routes["GET "+c.path] {
+			t.Errorf("deploy.%s %q: cmd/keygate registers no \"GET %s\" (it registers %v)", c.name, c.path, c.path, slices.Sorted(maps.Keys(routes)))
+		}
+	}
+	if !literals["KEYGATE_CONFIG"] {
+		t.Error("cmd/keygate never names KEYGATE_CONFIG: the manifests pass the config path through it")
 	}
 }
 
-// serverDefaults returns what the server listens on and serves its probes
-// at. For now the literals of the product contract (DESIGN.md, Ports).
-func serverDefaults() (grpcAddr, httpAddr, livenessPath, readinessPath string) {
-	d := config.Default()
-	return d.GRPCAddr, d.HTTPAddr, "/healthz", "/readyz"
+// serverSource parses the Go files of dir and returns the patterns passed
+// to Handle/HandleFunc calls and every string literal.
+func serverSource(t *testing.T, dir string) (routes, literals map[string]bool) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files in %s (%v)", dir, err)
+	}
+	routes, literals = map[string]bool{}, map[string]bool{}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.BasicLit:
+				if v, err := strconv.Unquote(n.Value); err == nil && n.Kind == token.STRING {
+					literals[v] = true
+				}
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") || len(n.Args) == 0 {
+					return true
+				}
+				if lit, ok := n.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					if v, err := strconv.Unquote(lit.Value); err == nil {
+						routes[v] = true
+					}
+				}
+			}
+			return true
+		})
+	}
+	return routes, literals
 }

@@ -28,6 +28,18 @@ const (
 	// MetricsPath is the Prometheus endpoint the scrape annotations name.
 	MetricsPath = "/metrics"
 	// ConfigPath is where the manifests mount keygate.yaml and what they
-	// pass as --config.
+	// set KEYGATE_CONFIG to.
 	ConfigPath = "/etc/keygate/keygate.yaml"
+	// SecretName is the Secret the pods read their secrets from, by the
+	// keys in SecretKeys (the Helm chart's secret.name default).
+	SecretName = "keygate-secrets"
 )
+
+// SecretKeys maps each secret environment variable the server reads to
+// its key in the Secret SecretName.
+var SecretKeys = map[string]string{
+	"KEYGATE_DATABASE_URL":    "database-url",
+	"KEYGATE_REDIS_URL":       "redis-url",
+	"KEYGATE_ADMIN_TOKEN":     "admin-token",
+	"KEYGATE_DATABASE_PEPPER": "database-pepper",
+}

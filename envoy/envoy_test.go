@@ -33,11 +33,10 @@ import (
 )
 
 // What the server serves, as the Envoy config must name it. Each constant
-// is the literal the server uses today; wire them to the code that defines
-// it (see TestServerContract).
+// is checked against the code that defines it by TestServerContract.
 const (
-	// grpcPort is Keygate's default gRPC port (config: grpc_addr ":9191"),
-	// pinned to the server by deploy's TestServerContract.
+	// grpcPort is Keygate's default gRPC port (config: grpc_addr ":9191"):
+	// the keygate cluster's endpoint port.
 	grpcPort = deploy.GRPCPort
 	// envHeader is the header Keygate sets to test|live (config:
 	// headers.env); the staging routes match on it.
@@ -620,13 +619,16 @@ func TestAdmin(t *testing.T) {
 	}
 }
 
-// TestServerContract pins the names this config shares with the server to
-// the values the server uses. Wire: replace each literal on the right with
-// the server's own (config.Default().Headers.Env, policy.ExtScopes,
-// policy.ExtOrgRequired); the gRPC port is deploy's TestServerContract.
+// TestServerContract pins the names and port this config shares with the
+// server to the values the server's own packages define: the keygate
+// cluster's port to config.Default().GRPCAddr, the header the staging
+// routes match to the configured env header, and the context extension
+// names to the policy package's.
 func TestServerContract(t *testing.T) {
+	d := config.Default()
 	for _, c := range []struct{ name, here, server string }{
-		{"env header", envHeader, config.Default().Headers.Env},
+		{"keygate cluster port (grpc_addr)", fmt.Sprintf(":%d", grpcPort), d.GRPCAddr},
+		{"env header", envHeader, d.Headers.Env},
 		{"scopes extension", extScopes, policy.ExtScopes},
 		{"org_required extension", extOrgRequired, policy.ExtOrgRequired},
 	} {
