@@ -27,6 +27,28 @@ func BenchmarkAllowLocal(b *testing.B) {
 	}
 }
 
+// BenchmarkAllowLocalHotKey is many concurrent requests of one key, as
+// under load from one busy client: the bucket must not become a lock
+// everyone queues on.
+func BenchmarkAllowLocalHotKey(b *testing.B) {
+	for _, plan := range []string{"single", "multi"} {
+		b.Run(plan, func(b *testing.B) {
+			l := newLocalLimiter(b, benchPlans)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if r, err := l.Allow(ctx, "bench", plan); err != nil || !r.Allowed {
+						b.Errorf("Allow = %+v, %v", r, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 func BenchmarkAllowRedis(b *testing.B) {
 	for _, plan := range []string{"single", "multi"} {
 		b.Run(plan, func(b *testing.B) {

@@ -261,16 +261,19 @@ func TestRefundOfFullWindow(t *testing.T) {
 // multiples of 100ms after the first, and every window's emission interval
 // is a multiple of 200ms, so no request falls near a refill (every
 // window stays partly spent, so refills stay anchored to the first).
+// Everything is stretched by unit so that a burst may run late by up to
+// unit without crossing a refill: a loaded CI machine stalls that long.
 func TestSameAsLocal(t *testing.T) {
 	t.Parallel()
-	plans := map[string][]Window{"p": {{Limit: 5, Period: time.Second}, {Limit: 10, Period: 6 * time.Second}}}
+	const unit = 300 * time.Millisecond // "100ms" above
+	plans := map[string][]Window{"p": {{Limit: 5, Period: 10 * unit}, {Limit: 10, Period: 60 * unit}}}
 	rl := newRedisLimiter(t, Config{Plans: plans})
 	ll := newLocalLimiter(t, plans)
-	offsets := []time.Duration{0, 300, 700, 900, 1300, 1700, 2100, 2500}
+	offsets := []time.Duration{0, 3, 7, 9, 13, 17, 21, 25}
 	start := time.Now()
 	var got, want []bool
 	for _, off := range offsets {
-		time.Sleep(time.Until(start.Add(off * time.Millisecond)))
+		time.Sleep(time.Until(start.Add(off * unit)))
 		for range 4 {
 			got = append(got, mustAllow(t, rl, "b", "p").Allowed)
 			want = append(want, mustAllow(t, ll, "b", "p").Allowed)
@@ -285,7 +288,7 @@ func TestSameAsLocal(t *testing.T) {
 			n++
 		}
 	}
-	// 10 (the 6s window's burst) and one per 600ms over 2.5s.
+	// 10 (the long window's burst) and one per 6 units over 25.
 	if n != 14 {
 		t.Fatalf("%d allowed, want 14: %v", n, got)
 	}

@@ -15,7 +15,7 @@ func PolicyHeader(ws []Window) string {
 			b = append(b, ", "...)
 		}
 		b = append(b, '"')
-		b = append(b, w.Name()...)
+		b = w.AppendName(b)
 		b = append(b, `";q=`...)
 		b = strconv.AppendInt(b, int64(w.Limit), 10)
 		b = append(b, ";w="...)
@@ -28,19 +28,23 @@ func PolicyHeader(ws []Window) string {
 // request, `"1h";r=99;t=36` (r remaining, t whole seconds until the
 // window is full again, rounded up).
 func StateHeader(r Result) string {
-	b := make([]byte, 0, 24*len(r.Windows))
+	return string(AppendState(make([]byte, 0, 24*len(r.Windows)), r))
+}
+
+// AppendState appends the RateLimit field of r to b.
+func AppendState(b []byte, r Result) []byte {
 	for i, s := range r.Windows {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
 		b = append(b, '"')
-		b = append(b, s.Window.Name()...)
+		b = s.Window.AppendName(b)
 		b = append(b, `";r=`...)
 		b = strconv.AppendInt(b, int64(max(s.Remaining, 0)), 10)
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, CeilSeconds(s.Reset), 10)
 	}
-	return string(b)
+	return b
 }
 
 // CeilSeconds rounds d up to whole seconds, never below 0.

@@ -42,14 +42,19 @@ type Window struct {
 
 // Name renders the period for the RateLimit headers: "1h", "24h", "1m", "30s".
 func (w Window) Name() string {
+	return string(w.AppendName(make([]byte, 0, 8)))
+}
+
+// AppendName appends the window's Name to b.
+func (w Window) AppendName(b []byte) []byte {
 	p := w.Period
 	switch {
 	case p%time.Hour == 0:
-		return strconv.FormatInt(int64(p/time.Hour), 10) + "h"
+		return append(strconv.AppendInt(b, int64(p/time.Hour), 10), 'h')
 	case p%time.Minute == 0:
-		return strconv.FormatInt(int64(p/time.Minute), 10) + "m"
+		return append(strconv.AppendInt(b, int64(p/time.Minute), 10), 'm')
 	}
-	return strconv.FormatInt(int64(p/time.Second), 10) + "s"
+	return append(strconv.AppendInt(b, int64(p/time.Second), 10), 's')
 }
 
 // Mode is what happens while Redis is unreachable.

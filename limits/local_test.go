@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,5 +79,77 @@ func TestLocalSweep(t *testing.T) {
 	}
 	if got := l.local.size(); got >= 2*n-n/4 {
 		t.Fatalf("%d buckets held after %d new ones, refilled ones not swept", got, n)
+	}
+}
+
+// TestLocalExactUnderConcurrency: many goroutines on one hot bucket, while
+// others churn through short-lived buckets so that sweeps run meanwhile:
+// exactly the tightest window's limit is allowed, in single- and
+// multi-window plans (where later windows' denials refund earlier ones).
+func TestLocalExactUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	plans := map[string][]Window{
+		"single": {{Limit: 300, Period: time.Hour}},
+		"multi":  {{Limit: 500, Period: time.Hour}, {Limit: 200, Period: 24 * time.Hour}},
+		"churn":  {{Limit: 1_000_000, Period: time.Second}}, // full again 1µs after a request
+	}
+	for plan, want := range map[string]int64{"single": 300, "multi": 200} {
+		t.Run(plan, func(t *testing.T) {
+			t.Parallel()
+			l := newLocalLimiter(t, plans)
+			l.local.sweepEvery = 4 // sweeps all along, racing the hot bucket
+			var allowed atomic.Int64
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					for range 100 {
+						if mustAllow(t, l, "hot", plan).Allowed {
+							allowed.Add(1)
+						}
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					for i := range 300 {
+						mustAllow(t, l, "churn-"+strconv.Itoa(w)+"-"+strconv.Itoa(i), "churn")
+					}
+				}()
+			}
+			wg.Wait()
+			if got := allowed.Load(); got != want {
+				t.Fatalf("%d of 1600 allowed, want exactly %d", got, want)
+			}
+			// Denials spent nothing: in the multi-window plan the hour
+			// window holds the 200 allowed requests and this one only, not
+			// the 1,400 the day window denied.
+			r := mustAllow(t, l, "hot", plan)
+			if r.Allowed || r.Remaining != 0 {
+				t.Fatalf("after the burst: %+v", r)
+			}
+			if plan == "multi" && (r.Window != plans["multi"][1] || r.Windows[0].Remaining != 500-201) {
+				t.Fatalf("after the burst: denied by %v, hour window remaining %d; want the day window, %d", r.Window, r.Windows[0].Remaining, 500-201)
+			}
+		})
+	}
+}
+
+// TestLocalPlanChange: a bucket whose plan changed starts over under the
+// new plan, and a request that raced the change is not lost.
+func TestLocalPlanChange(t *testing.T) {
+	t.Parallel()
+	plans := map[string][]Window{"a": {{Limit: 1, Period: time.Hour}}, "b": {{Limit: 2, Period: time.Hour}}}
+	l := newLocalLimiter(t, plans)
+	for i, step := range []struct {
+		plan string
+		want bool
+	}{
+		{"a", true}, {"a", false}, // plan a: one an hour
+		{"b", true}, {"b", true}, {"b", false}, // plan b starts over: two an hour
+	} {
+		if got := mustAllow(t, l, "k", step.plan).Allowed; got != step.want {
+			t.Fatalf("request %d (plan %s): allowed %v, want %v", i, step.plan, got, step.want)
+		}
 	}
 }
