@@ -126,7 +126,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	// The server encodes as `keygate serve` does: with -tags vtprotobuf,
+	// every response of these tests goes through the generated encoder.
+	codec, err := extauthz.CodecOption()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(codec)
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -110,6 +110,10 @@ type Server struct {
 	// codeValues are the metadata values of each code, built once and
 	// shared (read-only) by every response.
 	codeValues [numCodes]*structpb.Value
+	parts      partsCache
+	// injectedClock: Config.Now was set (tests); otherwise decisions take
+	// the time the transport already read, one clock read fewer.
+	injectedClock bool
 }
 
 // New builds a Server. metrics may be nil.
@@ -124,6 +128,7 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	case cfg.Realm == "":
 		return nil, errors.New("extauthz: Realm is required")
 	}
+	injectedClock := cfg.Now != nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -151,7 +156,7 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	s := &Server{
 		cfg: cfg, keys: kl, lim: lim, usage: usage, log: log, metrics: m,
 		ids: idGen{prefix: hex.EncodeToString(prefix[:]) + "-"},
-		www: newWWWAuth(cfg.Realm), bodies: bs,
+		www: newWWWAuth(cfg.Realm), bodies: bs, injectedClock: injectedClock,
 	}
 	for c := range s.codeValues {
 		s.codeValues[c] = structpb.NewStringValue(Code(c).String())
@@ -169,13 +174,17 @@ type Decision struct {
 	Detail    string // appended to the code's message (the missing scope)
 	RequestID string
 	Route     string
-	// Key is set once the key is known (valid or not active).
-	Key    *keys.Record
+	// Key is the key's record once it is known (valid or not active):
+	// HasKey says so. Held by value, as is Rate, so that a Decision costs
+	// no allocation of its own.
+	Key    keys.Record
+	HasKey bool
 	Org    string
 	Scopes []string // effective scopes
 	Plan   string
-	// Rate is set once the limiter answered.
-	Rate       *limits.Result
+	// Rate is the limiter's answer, once it answered: HasRate says so.
+	Rate       limits.Result
+	HasRate    bool
 	RetryAfter time.Duration
 	TokenSent  bool
 	Strip      []string
@@ -187,7 +196,16 @@ func (d *Decision) Allowed() bool { return d.Code == CodeOK }
 
 // Decide runs the whole decision for one request.
 func (s *Server) Decide(ctx context.Context, r *Request) Decision {
-	d := Decision{RequestID: validRequestID(r.RequestID), Strip: r.Strip, Now: s.cfg.Now()}
+	return s.decideAt(ctx, r, time.Now())
+}
+
+// decideAt decides at now, the time the request arrived, unless a clock
+// was injected.
+func (s *Server) decideAt(ctx context.Context, r *Request, now time.Time) Decision {
+	if s.injectedClock {
+		now = s.cfg.Now()
+	}
+	d := Decision{RequestID: validRequestID(r.RequestID), Strip: r.Strip, Now: now}
 	if d.RequestID == "" {
 		d.RequestID = s.ids.next()
 	}
@@ -232,7 +250,7 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 			return CodeUnavailable
 		}
 	}
-	d.Key = &rec
+	d.Key, d.HasKey = rec, true
 	switch rec.Status(d.Now) {
 	case keys.StatusRevoked:
 		return CodeAPIKeyRevoked
@@ -295,7 +313,8 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	if bucket == "" {
 		bucket = rec.ID
 	}
-	res, err := s.lim.Allow(ctx, bucket, d.Plan)
+	var err error
+	d.Rate, err = s.lim.Allow(ctx, bucket, d.Plan)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, limits.ErrUnknownPlan) {
@@ -305,9 +324,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		d.RetryAfter = s.cfg.UnavailableRetry
 		return CodeUnavailable
 	}
-	d.Rate = &res
-	if !res.Allowed {
-		d.RetryAfter = res.RetryAfter
+	d.HasRate = true
+	if !d.Rate.Allowed {
+		d.RetryAfter = d.Rate.RetryAfter
 		return CodeRateLimited
 	}
 	if intro {

@@ -23,7 +23,7 @@ func (s *Server) HTTPHandler() http.Handler {
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
 	r := s.names.fromHTTP(hr)
-	d := s.Decide(hr.Context(), &r)
+	d := s.decideAt(hr.Context(), &r, start)
 	h := w.Header()
 	if d.Code == CodeIntrospection {
 		for _, kv := range s.introspectionHeaders(&d) {
@@ -33,10 +33,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		w.Write(s.introspectionBody(&d))
 	} else if d.Code == CodeOK {
-		for _, kv := range s.upstreamHeaders(&d) {
-			h.Set(kv.key, kv.value)
-		}
-		for _, kv := range s.responseHeaders(&d) {
+		for _, kv := range s.responseHeaders(&d, s.upstreamHeaders(&d, nil)) {
 			h.Set(kv.key, kv.value)
 		}
 		// Envoy's http_service reads the headers to drop from this one.

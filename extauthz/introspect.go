@@ -38,7 +38,7 @@ type windowState struct {
 }
 
 func (s *Server) introspectionBody(d *Decision) []byte {
-	k := d.Key
+	k := &d.Key
 	v := introspection{KeyID: k.ID, Prefix: k.Prefix, Tenant: k.Tenant, Env: string(k.Env), Organization: d.Org,
 		Scopes: d.Scopes, Plan: d.Plan, RequestID: d.RequestID}
 	if v.Scopes == nil {
@@ -48,7 +48,7 @@ func (s *Server) introspectionBody(d *Decision) []byte {
 		t := k.ExpiresAt.UTC()
 		v.ExpiresAt = &t
 	}
-	if r := d.Rate; r != nil && !r.Unknown {
+	if r := &d.Rate; d.HasRate && !r.Unknown {
 		v.RateLimit = &rateState{Limit: r.Limit, Remaining: r.Remaining, Reset: limits.CeilSeconds(r.Reset), Window: r.Window.Name()}
 		for _, w := range r.Windows {
 			v.RateLimit.Windows = append(v.RateLimit.Windows, windowState{Window: w.Window.Name(), Limit: w.Window.Limit,
@@ -61,5 +61,5 @@ func (s *Server) introspectionBody(d *Decision) []byte {
 
 func (s *Server) introspectionHeaders(d *Decision) []header {
 	out := []header{{"content-type", "application/json"}, {"cache-control", "no-store"}}
-	return append(out, s.responseHeaders(d)...)
+	return s.responseHeaders(d, out)
 }

@@ -47,36 +47,55 @@ func (w *wwwAuth) value(d *Decision) string {
 // header is one header to set; the slice forms are rendered by transports.
 type header struct{ key, value string }
 
-// RateHeaders returns the rate-limit response headers for d, allowed or
+// rateHeaders appends the rate-limit response headers for d, allowed or
 // limited: the IETF draft's RateLimit-Policy and RateLimit, and the common
 // X-RateLimit-* trio (Reset in seconds from now, like RateLimit's t).
 func (s *Server) rateHeaders(d *Decision, out []header) []header {
-	if d.Rate == nil {
+	if !d.HasRate {
 		return out
 	}
-	r := d.Rate
-	out = append(out,
-		header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)},
-		header{"x-ratelimit-limit", strconv.Itoa(r.Limit)},
-	)
-	if r.Unknown {
-		return out // Redis down with on_redis_error: open: no state to report
-	}
-	out = append(out,
-		header{"ratelimit", limits.StateHeader(*r)},
-		header{"x-ratelimit-remaining", strconv.Itoa(r.Remaining)},
-		header{"x-ratelimit-reset", strconv.FormatInt(limits.CeilSeconds(r.Reset), 10)},
-	)
-	return out
+	return rateNumbers(d, append(out, header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)}))
 }
 
-// responseHeaders returns what the client gets besides the status: rate
-// state, and on a rolled key in its grace period Deprecation (RFC 9745) and
-// Sunset (RFC 8594), so callers learn to switch before it stops working.
-func (s *Server) responseHeaders(d *Decision) []header {
-	out := make([]header, 0, 8)
-	out = s.rateHeaders(d, out)
-	if k := d.Key; d.Code == CodeOK && k != nil && !k.RolledAt.IsZero() {
+// rateNumbers appends the rate-limit headers that change with every request.
+// The numbers share one string: one allocation for all of them.
+func rateNumbers(d *Decision, out []header) []header {
+	if !d.HasRate {
+		return out
+	}
+	r := &d.Rate
+	var buf [160]byte
+	b := strconv.AppendInt(buf[:0], int64(r.Limit), 10)
+	endLimit := len(b)
+	if r.Unknown {
+		// Redis down with on_redis_error: open: no state to report.
+		return append(out, header{"x-ratelimit-limit", string(b)})
+	}
+	b = strconv.AppendInt(b, int64(r.Remaining), 10)
+	endRemaining := len(b)
+	b = strconv.AppendInt(b, limits.CeilSeconds(r.Reset), 10)
+	endReset := len(b)
+	b = limits.AppendState(b, *r)
+	all := string(b)
+	return append(out,
+		header{"x-ratelimit-limit", all[:endLimit]},
+		header{"ratelimit", all[endReset:]},
+		header{"x-ratelimit-remaining", all[endLimit:endRemaining]},
+		header{"x-ratelimit-reset", all[endRemaining:endReset]},
+	)
+}
+
+// responseHeaders appends what the client gets besides the status: rate
+// state and rolled-key notices.
+func (s *Server) responseHeaders(d *Decision, out []header) []header {
+	return rolledHeaders(d, s.rateHeaders(d, out))
+}
+
+// rolledHeaders appends, on a rolled key in its grace period, Deprecation
+// (RFC 9745) and Sunset (RFC 8594), so callers learn to switch before it
+// stops working.
+func rolledHeaders(d *Decision, out []header) []header {
+	if k := &d.Key; d.Code == CodeOK && d.HasKey && !k.RolledAt.IsZero() {
 		out = append(out, header{"deprecation", "@" + strconv.FormatInt(k.RolledAt.Unix(), 10)})
 		if !k.ExpiresAt.IsZero() {
 			out = append(out, header{"sunset", k.ExpiresAt.UTC().Format(time.RFC1123[:len(time.RFC1123)-3] + "GMT")})
@@ -98,17 +117,17 @@ func (s *Server) deniedHeaders(d *Decision) []header {
 	return s.rateHeaders(d, out)
 }
 
-// upstreamHeaders are the headers injected for the upstream on allow.
-func (s *Server) upstreamHeaders(d *Decision) []header {
+// upstreamHeaders appends the headers injected for the upstream on allow.
+func (s *Server) upstreamHeaders(d *Decision, out []header) []header {
 	h := &s.cfg.Headers
-	return []header{
-		{h.KeyID, d.Key.ID},
-		{h.Tenant, d.Key.Tenant},
-		{h.OrgOut, d.Org},
-		{h.Env, string(d.Key.Env)},
-		{h.Scopes, strings.Join(d.Scopes, ",")},
-		{h.Plan, d.Plan},
-	}
+	return append(out,
+		header{h.KeyID, d.Key.ID},
+		header{h.Tenant, d.Key.Tenant},
+		header{h.OrgOut, d.Org},
+		header{h.Env, string(d.Key.Env)},
+		header{h.Scopes, strings.Join(d.Scopes, ",")},
+		header{h.Plan, d.Plan},
+	)
 }
 
 // removedHeaders are the request headers Envoy drops before the upstream.
@@ -124,19 +143,10 @@ func ceilSeconds(d time.Duration) int64 {
 
 // toCheckResponse renders a Decision for Envoy.
 func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
-	md := s.metadata(d)
 	if d.Code == CodeOK {
-		// One allocation for the response and its fixed parts.
-		r := &okResponse{}
-		r.http.Headers = options(s.upstreamHeaders(d))
-		r.http.HeadersToRemove = s.removedHeaders(d)
-		r.http.ResponseHeadersToAdd = options(s.responseHeaders(d))
-		r.oneof.OkResponse = &r.http
-		r.resp.Status = &r.status
-		r.resp.HttpResponse = &r.oneof
-		r.resp.DynamicMetadata = md
-		return &r.resp
+		return s.okResponse(d)
 	}
+	md := new(metadataFields).build(d, s.codeValues[d.Code])
 	info := &codeTable[d.Code]
 	if d.Code == CodeIntrospection {
 		return &authv3.CheckResponse{
@@ -160,13 +170,54 @@ func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
 	}
 }
 
+// maxOKHeaders is how many response headers an allowed response builds
+// for itself: four rate-limit headers, Deprecation and Sunset.
+// RateLimit-Policy and the upstream headers come from its allowParts.
+const maxOKHeaders = 4 + 2
+
 // okResponse holds an allowed CheckResponse and the messages it points to,
-// so that building one costs a single allocation.
+// so that building one costs a single allocation besides the string of
+// rate-limit numbers. Allowed Checks are the bulk of the traffic; this is
+// their whole response.
 type okResponse struct {
 	resp   authv3.CheckResponse
 	oneof  authv3.CheckResponse_OkResponse
 	http   authv3.OkHttpResponse
 	status status.Status
+	opts   [1 + maxOKHeaders]*corev3.HeaderValueOption
+	hdrs   [maxOKHeaders]headerOption
+	remove [1]string
+}
+
+func (s *Server) okResponse(d *Decision) *authv3.CheckResponse {
+	p := s.parts.get(s, d)
+	r := &okResponse{}
+	var buf [maxOKHeaders]header
+	hs := rolledHeaders(d, rateNumbers(d, buf[:0]))
+	opts := r.opts[:0]
+	if d.HasRate {
+		opts = append(opts, &p.policy.opt)
+	}
+	for i, h := range hs {
+		if i < maxOKHeaders {
+			opts = append(opts, r.hdrs[i].set(h))
+		} else {
+			opts = append(opts, new(headerOption).set(h))
+		}
+	}
+	r.http.Headers = p.opts[:]
+	r.http.ResponseHeadersToAdd = opts
+	if len(d.Strip) == 0 {
+		r.remove[0] = s.cfg.Headers.Auth
+		r.http.HeadersToRemove = r.remove[:]
+	} else {
+		r.http.HeadersToRemove = s.removedHeaders(d)
+	}
+	r.oneof.OkResponse = &r.http
+	r.resp.Status = &r.status
+	r.resp.HttpResponse = &r.oneof
+	r.resp.DynamicMetadata = p.md
+	return &r.resp
 }
 
 // headerOption is a HeaderValueOption with its HeaderValue beside it.
@@ -175,45 +226,57 @@ type headerOption struct {
 	val corev3.HeaderValue
 }
 
-// options turns headers into HeaderValueOptions that replace any copy the
-// client sent: append_action's zero value would append instead.
+// set fills o with h, replacing any copy the client sent: append_action's
+// zero value would append instead.
+func (o *headerOption) set(h header) *corev3.HeaderValueOption {
+	o.val.Key, o.val.Value = h.key, h.value
+	o.opt.Header = &o.val
+	o.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &o.opt
+}
+
+// options turns headers into HeaderValueOptions.
 func options(hs []header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
 	backing := make([]headerOption, len(hs))
 	for i, h := range hs {
-		b := &backing[i]
-		b.val.Key, b.val.Value = h.key, h.value
-		b.opt.Header = &b.val
-		b.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = &b.opt
+		out[i] = backing[i].set(h)
 	}
 	return out
 }
 
-// metadata is what Envoy's access log can print of the decision, under the
-// ext_authz filter's namespace: key id, tenant, org and env on allow (kept
-// small: the map is encoded by reflection on every Check), and the code on
-// a denial.
-func (s *Server) metadata(d *Decision) *structpb.Struct {
+// metadataFields is the dynamic metadata of one response with its values
+// beside it, so that it costs one allocation besides its map.
+type metadataFields struct {
+	s     structpb.Struct
+	vals  [4]structpb.Value
+	kinds [4]structpb.Value_StringValue
+}
+
+// build returns what Envoy's access log can print of the decision, under
+// the ext_authz filter's namespace: key id, tenant, org and env once the
+// key is known (kept small: the map is encoded on every Check), and code,
+// a shared read-only value, on a denial.
+func (m *metadataFields) build(d *Decision, code *structpb.Value) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 5)
-	if d.Code != CodeOK {
-		f["code"] = s.codeValues[d.Code]
+	if code != nil {
+		f["code"] = code
 	}
-	if d.Key != nil {
-		// The string values share two allocations instead of two each.
-		vals := make([]structpb.Value, 4)
-		kinds := make([]structpb.Value_StringValue, 4)
-		set := func(i int, k, v string) {
-			kinds[i].StringValue = v
-			vals[i].Kind = &kinds[i]
-			f[k] = &vals[i]
+	if d.HasKey {
+		n := 0
+		set := func(k, v string) {
+			m.kinds[n].StringValue = v
+			m.vals[n].Kind = &m.kinds[n]
+			f[k] = &m.vals[n]
+			n++
 		}
-		set(0, "key_id", d.Key.ID)
-		set(1, "tenant", d.Key.Tenant)
-		set(2, "env", string(d.Key.Env))
+		set("key_id", d.Key.ID)
+		set("tenant", d.Key.Tenant)
+		set("env", string(d.Key.Env))
 		if d.Org != "" {
-			set(3, "org", d.Org)
+			set("org", d.Org)
 		}
 	}
-	return &structpb.Struct{Fields: f}
+	m.s.Fields = f
+	return &m.s
 }

@@ -32,7 +32,7 @@ func (g *grpcServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	r := s.names.fromCheck(req)
-	d := s.Decide(ctx, &r)
+	d := s.decideAt(ctx, &r, start)
 	resp := s.toCheckResponse(&d)
 	s.finish(ctx, &r, &d, start)
 	return resp, nil
@@ -40,7 +40,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 // finish counts and logs one decision: one line, never the key.
 func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time.Time) {
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	s.metrics.observe(d.Code, elapsed.Seconds())
 	level := slog.LevelInfo
 	if d.Code == CodeUnavailable {
@@ -58,8 +59,10 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 	}
 	// Record built by hand with no caller: LogAttrs would walk the stack
 	// (runtime.Callers) on every Check for a source we never print.
-	rec := slog.NewRecord(time.Now(), level, "decision", 0)
-	rec.AddAttrs(
+	rec := slog.NewRecord(end, level, "decision", 0)
+	// All attributes in one call: the record grows its overflow slice once.
+	var buf [11]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("decision", decision),
 		slog.String("code", d.Code.String()),
 		slog.String("request_id", d.RequestID),
@@ -68,12 +71,13 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 		slog.String("route", d.Route),
 		slog.Duration("latency", elapsed),
 	)
-	if d.Key != nil {
-		rec.AddAttrs(slog.String("key_id", d.Key.ID), slog.String("key_prefix", d.Key.Prefix), slog.String("tenant", d.Key.Tenant))
+	if d.HasKey {
+		attrs = append(attrs, slog.String("key_id", d.Key.ID), slog.String("key_prefix", d.Key.Prefix), slog.String("tenant", d.Key.Tenant))
 	}
 	if d.Org != "" {
-		rec.AddAttrs(slog.String("org", d.Org))
+		attrs = append(attrs, slog.String("org", d.Org))
 	}
+	rec.AddAttrs(attrs...)
 	if err := s.log.Handler().Handle(ctx, rec); err != nil {
 		s.metrics.logError()
 	}

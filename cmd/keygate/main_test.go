@@ -150,7 +150,7 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %q", out)
 	}
 	var b buildInfo
-	if err := json.Unmarshal([]byte(c.ok("version", "--json")), &b); err != nil || b.Go == "" {
+	if err := json.Unmarshal([]byte(c.ok("version", "--json")), &b); err != nil || b.Go == "" || b.Encoder == "" {
 		t.Errorf("version --json: %v %+v", err, b)
 	}
 }

@@ -124,7 +124,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		return err
 	}
 
+	codec, err := extauthz.CodecOption()
+	if err != nil {
+		return err
+	}
 	opts := []grpc.ServerOption{
+		codec,
 		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -188,7 +193,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
-		slog.String("database", dbKind(cfg.Database.URL)), slog.Bool("redis", cfg.Redis.URL != ""), slog.Bool("tls", cfg.TLS.CertFile != ""))
+		slog.String("database", dbKind(cfg.Database.URL)), slog.Bool("redis", cfg.Redis.URL != ""), slog.Bool("tls", cfg.TLS.CertFile != ""),
+		slog.Bool("fast_encoder", extauthz.FastEncoding()))
 	if started != nil {
 		started(glis.Addr(), hlis.Addr())
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/keygate/keygate/extauthz"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -16,10 +18,16 @@ type buildInfo struct {
 	Revision string `json:"revision,omitempty"`
 	Modified bool   `json:"modified,omitempty"`
 	Go       string `json:"go"`
+	// Encoder is how responses are encoded: "vtprotobuf" when built with
+	// -tags vtprotobuf (the Makefile and the image do), else "reflection".
+	Encoder string `json:"encoder"`
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Go: runtime.Version()}
+	b := buildInfo{Version: version, Go: runtime.Version(), Encoder: "reflection"}
+	if extauthz.FastEncoding() {
+		b.Encoder = "vtprotobuf"
+	}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range info.Settings {
 			switch s.Key {
@@ -53,7 +61,7 @@ func cmdVersion(args []string, e env) error {
 	if b.Modified {
 		rev += "+dirty"
 	}
-	fmt.Fprintf(e.stdout, "keygate %s %s (%s)\n", b.Version, rev, b.Go)
+	fmt.Fprintf(e.stdout, "keygate %s %s (%s, %s encoder)\n", b.Version, rev, b.Go, b.Encoder)
 	return nil
 }
 
