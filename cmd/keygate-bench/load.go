@@ -24,7 +24,15 @@ type loadOpts struct {
 	duration    time.Duration
 	warmup      time.Duration
 	rate        float64 // checks/s, open loop; 0: closed loop, as fast as possible
+	decode      string  // decodeStatus or decodeFull
+	rounds      int     // runs of each server, interleaved
 }
+
+// How the client encodes requests and reads responses (see wire.go).
+const (
+	decodeStatus = "status" // requests encoded once, of responses only the codes read
+	decodeFull   = "full"   // protobuf-go both ways, every call
+)
 
 // measured is what one load run saw over its measured interval.
 type measured struct {
@@ -85,9 +93,17 @@ const (
 // onMeasure, if set, runs as the measured interval starts and its result
 // runs as it ends (profiling).
 func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() func()) (*measured, error) {
-	conns := make([]authv3.AuthorizationClient, o.conns)
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if o.decode == decodeStatus {
+		codec, err := newClientCodec()
+		if err != nil {
+			return nil, err
+		}
+		dial = append(dial, grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec)))
+	}
+	conns := make([]*grpc.ClientConn, o.conns)
 	for i := range conns {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(addr, dial...)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +119,7 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 		if resp.GetOkResponse() == nil {
 			return nil, fmt.Errorf("first check was denied: %d %s", resp.GetDeniedResponse().GetStatus().GetCode(), resp.GetStatus().GetMessage())
 		}
-		conns[i] = c
+		conns[i] = cc
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -120,8 +136,10 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 	for w := range o.concurrency {
 		res := &workerResult{}
 		results[w] = res
-		req := checkRequest(key, w)
-		client := conns[w%len(conns)]
+		send, err := sender(conns[w%len(conns)], checkRequest(key, w), o.decode)
+		if err != nil {
+			return nil, err
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -158,7 +176,7 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 				if phase.Load() == phaseStop {
 					return
 				}
-				resp, err := client.Check(ctx, req)
+				allowed, err := send(ctx)
 				lat := time.Since(t0)
 				switch phase.Load() {
 				case phaseStop:
@@ -172,7 +190,7 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 					if res.firstErr == nil {
 						res.firstErr = err
 					}
-				case resp.GetOkResponse() == nil:
+				case !allowed:
 					res.notOK++
 				default:
 					res.ok++
@@ -223,4 +241,25 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 		}
 	}
 	return m, nil
+}
+
+// sender returns a worker's way of sending req on cc and telling whether
+// it was allowed, in the decode mode asked for.
+func sender(cc *grpc.ClientConn, req *authv3.CheckRequest, decode string) (func(context.Context) (bool, error), error) {
+	if decode == decodeFull {
+		client := authv3.NewAuthorizationClient(cc)
+		return func(ctx context.Context) (bool, error) {
+			resp, err := client.Check(ctx, req)
+			return resp.GetOkResponse() != nil, err
+		}, nil
+	}
+	raw, err := encodeRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	var ans answer
+	return func(ctx context.Context) (bool, error) {
+		err := cc.Invoke(ctx, authv3.Authorization_Check_FullMethodName, raw, &ans)
+		return ans.allowed && ans.grpcCode == 0, err
+	}, nil
 }

@@ -22,13 +22,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -60,27 +60,38 @@ var labels = map[string]string{
 
 // Result is one server's row.
 type Result struct {
-	Server       string  `json:"server"`
-	Label        string  `json:"label"`
-	Skipped      string  `json:"skipped,omitempty"` // why there are no numbers
-	Checks       uint64  `json:"checks"`
-	Denied       uint64  `json:"denied"`
-	Errors       uint64  `json:"errors"`
-	Seconds      float64 `json:"seconds"`
-	RPS          float64 `json:"requests_per_second"`
-	P50us        float64 `json:"p50_us"`
-	P99us        float64 `json:"p99_us"`
-	P999us       float64 `json:"p99_9_us"`
-	MaxUs        float64 `json:"max_us"`
-	CPUPer10k    float64 `json:"cpu_seconds_per_10k_checks"`
-	AllocsPer    float64 `json:"allocs_per_check"`
-	RPSRatio     float64 `json:"rps_ratio_to_noop,omitempty"`
-	P99Ratio     float64 `json:"p99_ratio_to_noop,omitempty"`
-	RedisPer     float64 `json:"redis_calls_per_check,omitempty"`
-	RedisErrors  uint64  `json:"redis_errors,omitempty"`
-	CacheMisses  uint64  `json:"cache_misses,omitempty"`
-	FirstError   string  `json:"first_error,omitempty"`
+	Server      string  `json:"server"`
+	Label       string  `json:"label"`
+	Skipped     string  `json:"skipped,omitempty"` // why there are no numbers
+	Checks      uint64  `json:"checks"`
+	Denied      uint64  `json:"denied"`
+	Errors      uint64  `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	RPS         float64 `json:"requests_per_second"`
+	P50us       float64 `json:"p50_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p99_9_us"`
+	MaxUs       float64 `json:"max_us"`
+	CPUPer10k   float64 `json:"cpu_seconds_per_10k_checks"`
+	AllocsPer   float64 `json:"allocs_per_check"`
+	RPSRatio    float64 `json:"rps_ratio_to_noop,omitempty"`
+	P99Ratio    float64 `json:"p99_ratio_to_noop,omitempty"`
+	RedisPer    float64 `json:"redis_calls_per_check,omitempty"`
+	RedisErrors uint64  `json:"redis_errors,omitempty"`
+	CacheMisses uint64  `json:"cache_misses,omitempty"`
+	FirstError  string  `json:"first_error,omitempty"`
+	// ByRound holds each round's figures; the fields above are their
+	// medians (sums for the counts).
+	ByRound      []Round `json:"by_round,omitempty"`
 	redisSkipped bool
+}
+
+// Round is one server's figures in one round.
+type Round struct {
+	RPS      float64 `json:"requests_per_second"`
+	P99us    float64 `json:"p99_us"`
+	RPSRatio float64 `json:"rps_ratio_to_noop,omitempty"`
+	P99Ratio float64 `json:"p99_ratio_to_noop,omitempty"`
 }
 
 // Report is the -json output.
@@ -89,6 +100,8 @@ type Report struct {
 	Rate        float64  `json:"rate,omitempty"`
 	Concurrency int      `json:"concurrency"`
 	Conns       int      `json:"conns"`
+	Rounds      int      `json:"rounds"`
+	Decode      string   `json:"decode"`
 	Duration    string   `json:"duration"`
 	Warmup      string   `json:"warmup"`
 	GOMAXPROCS  int      `json:"gomaxprocs"`
@@ -102,11 +115,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	fs := flag.NewFlagSet("keygate-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o loadOpts
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds: each runs every server once, in turn; rows are medians over rounds, ratios the median of each round's ratio")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent in-flight checks (workers)")
 	fs.IntVar(&o.conns, "conns", 4, "gRPC client connections, shared round-robin by the workers")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured interval per server")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each measured interval")
 	fs.Float64Var(&o.rate, "rate", 0, "fixed rate in checks/s (open loop, latency from the scheduled send time); 0: as fast as possible")
+	fs.StringVar(&o.decode, "decode", decodeStatus, "how the client handles messages: status (each worker's request encoded once; of each response, the codes read and the rest stepped over, so the client costs the same whatever the server answers) or full (protobuf-go both ways on every call)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379/0", "Redis for the Redis-limits server")
 	requireRedis := fs.Bool("require-redis", false, "fail if Redis is unreachable (otherwise its row says so)")
 	servers := fs.String("servers", allServers, "which servers to run, in order: "+allServers)
@@ -120,8 +135,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if o.concurrency < 1 || o.conns < 1 || o.duration <= 0 || o.warmup < 0 || o.rate < 0 {
-		return nil, errors.New("-concurrency and -conns must be ≥ 1, -duration > 0, -warmup and -rate ≥ 0")
+	if o.decode != decodeStatus && o.decode != decodeFull {
+		return nil, fmt.Errorf("-decode: %q is neither %s nor %s", o.decode, decodeStatus, decodeFull)
+	}
+	if o.concurrency < 1 || o.conns < 1 || o.rounds < 1 || o.duration <= 0 || o.warmup < 0 || o.rate < 0 {
+		return nil, errors.New("-concurrency, -conns and -rounds must be ≥ 1, -duration > 0, -warmup and -rate ≥ 0")
 	}
 	var which []string
 	for _, s := range strings.Split(*servers, ",") {
@@ -149,66 +167,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 		}
 	}
 
-	var results []Result
-	runID := fmt.Sprintf("keygate-bench:%d:%d:", os.Getpid(), time.Now().UnixNano())
-	for _, name := range which {
-		r := Result{Server: name, Label: labels[name]}
-		fmt.Fprintf(stderr, "keygate-bench: %s: %s warmup, %s measured…\n", r.Label, o.warmup, o.duration)
-		var srv *server
-		var err error
-		switch name {
-		case srvNoop:
-			srv, err = startNoop()
-		case srvInProc:
-			srv, err = startKeygate(ctx, keygateOpts{log: logW})
-		case srvRedis:
-			if perr := redisReachable(ctx, *redisURL); perr != nil {
-				r.Skipped = "redis unreachable"
-				r.FirstError = perr.Error()
-				r.redisSkipped = true
-				results = append(results, r)
-				continue
-			}
-			srv, err = startKeygate(ctx, keygateOpts{log: logW, redisURL: *redisURL, keyPrefix: runID})
-		}
-		if err != nil {
-			return results, fmt.Errorf("%s: %w", r.Label, err)
-		}
-		var onMeasure func() func()
-		if name == *profileServer && *profileDir != "" {
-			onMeasure = profiler(*profileDir, stderr)
-		}
-		s0 := srv.stats()
-		m, err := drive(ctx, srv.addr, srv.key, o, onMeasure)
-		s1 := srv.stats()
-		srv.stop()
-		if err != nil {
-			return results, fmt.Errorf("%s: %w", r.Label, err)
-		}
-		fill(&r, m)
-		if n := m.checks + m.notOK; n > 0 {
-			r.RedisPer = float64(s1.RedisCalls-s0.RedisCalls) / float64(n)
-		}
-		r.RedisErrors = s1.RedisErrors - s0.RedisErrors
-		r.CacheMisses = s1.CacheMisses - s0.CacheMisses
-		results = append(results, r)
-		// Each server starts from a clean heap.
-		runtime.GC()
-		debug.FreeOSMemory()
-	}
-	for i := range results {
-		if results[0].Server == srvNoop && results[0].Skipped == "" && results[i].Skipped == "" && i > 0 {
-			if results[0].RPS > 0 {
-				results[i].RPSRatio = results[i].RPS / results[0].RPS
-			}
-			if results[0].P99us > 0 {
-				results[i].P99Ratio = results[i].P99us / results[0].P99us
-			}
-		}
+	results, err := measureAll(ctx, which, o, benchOpts{
+		rounds: o.rounds, redisURL: *redisURL, log: logW,
+		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr,
+	})
+	if err != nil {
+		return results, err
 	}
 
 	rep := Report{
-		Mode: "closed-loop", Rate: o.rate, Concurrency: o.concurrency, Conns: o.conns,
+		Mode: "closed-loop", Rate: o.rate, Concurrency: o.concurrency, Conns: o.conns, Rounds: o.rounds, Decode: o.decode,
 		Duration: o.duration.String(), Warmup: o.warmup.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Results: results, Notes: notes(o, results),
@@ -253,8 +221,16 @@ func fill(r *Result, m *measured) {
 func notes(o loadOpts, results []Result) []string {
 	ns := []string{
 		fmt.Sprintf("the load generator runs in this process on the same machine (%d CPUs, GOMAXPROCS %d): CPU s/10k and allocs/check are the whole process's (client + server), not Keygate's alone", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
-		"servers run one after another on loopback gRPC, each after a GC; ratios are to the no-op server of this run",
+		fmt.Sprintf("servers run in turn on loopback gRPC, each run after a GC, %d round(s); each row is the median of its rounds, each ratio the median of the ratios to the no-op run of the same round", o.rounds),
 		"Keygate logs every decision at info in JSON (to -log, default discarded after formatting), keeps metrics and last_used_at as `keygate serve` does",
+	}
+	if !extauthz.FastEncoding() {
+		ns = append(ns, "WARNING built without -tags vtprotobuf: servers encode responses by reflection (make loadtest sets the tag)")
+	}
+	if o.decode == decodeStatus {
+		ns = append(ns, "-decode status: each worker encodes its CheckRequest once and reads of each response the gRPC status, allowed or denied and a denial's HTTP status, stepping over the rest: the client costs the same whatever the server answers (-decode full: protobuf-go both ways)")
+	} else {
+		ns = append(ns, "-decode full: the client encodes each CheckRequest and decodes each response with protobuf-go, costs Envoy's C++ does not have")
 	}
 	if o.rate > 0 {
 		ns = append(ns, fmt.Sprintf("fixed rate %.0f checks/s, open loop: latency is measured from each check's scheduled send time (no coordinated omission)", o.rate))
@@ -264,6 +240,14 @@ func notes(o loadOpts, results []Result) []string {
 	for _, r := range results {
 		if r.Denied > 0 || r.Errors > 0 {
 			ns = append(ns, fmt.Sprintf("WARNING %s: %d denied, %d errors (first: %s)", r.Label, r.Denied, r.Errors, r.FirstError))
+		}
+		if len(r.ByRound) > 1 && r.RPSRatio > 0 {
+			var rps, p99 []string
+			for _, rd := range r.ByRound {
+				rps = append(rps, fmt.Sprintf("%.2f×", rd.RPSRatio))
+				p99 = append(p99, fmt.Sprintf("%.2f×", rd.P99Ratio))
+			}
+			ns = append(ns, fmt.Sprintf("%s by round: rps vs no-op %s; p99 vs no-op %s", r.Label, strings.Join(rps, " "), strings.Join(p99, " ")))
 		}
 		if r.Server == srvRedis && r.Skipped == "" {
 			ns = append(ns, fmt.Sprintf("%s: %.2f Redis calls per check, %d Redis errors", r.Label, r.RedisPer, r.RedisErrors))
@@ -288,9 +272,9 @@ func fmtUs(us float64) string {
 
 func printTable(w io.Writer, rep Report) {
 	if rep.Mode == "fixed-rate" {
-		fmt.Fprintf(w, "fixed rate %.0f checks/s, %d workers, %d conns, %s per server (+%s warmup)\n\n", rep.Rate, rep.Concurrency, rep.Conns, rep.Duration, rep.Warmup)
+		fmt.Fprintf(w, "fixed rate %.0f checks/s, %d workers, %d conns, %d round(s) of %s per server (+%s warmup)\n\n", rep.Rate, rep.Concurrency, rep.Conns, rep.Rounds, rep.Duration, rep.Warmup)
 	} else {
-		fmt.Fprintf(w, "closed loop, %d workers, %d conns, %s per server (+%s warmup)\n\n", rep.Concurrency, rep.Conns, rep.Duration, rep.Warmup)
+		fmt.Fprintf(w, "closed loop, %d workers, %d conns, %d round(s) of %s per server (+%s warmup)\n\n", rep.Concurrency, rep.Conns, rep.Rounds, rep.Duration, rep.Warmup)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\trequests/s\tp50\tp99\tp99.9\tCPU s/10k checks\tallocs/check\trps vs no-op\tp99 vs no-op\t")

@@ -48,13 +48,20 @@ type serverStats struct {
 	CacheHits, CacheMisses  uint64
 }
 
-// grpcServer builds a gRPC server with the options `keygate serve` uses.
-func grpcServer() *grpc.Server {
+// grpcServer builds a gRPC server with the options `keygate serve` uses,
+// its response encoder included, for the no-op server as for Keygate.
+func grpcServer() (*grpc.Server, error) {
+	codec, err := extauthz.CodecOption()
+	if err != nil {
+		return nil, err
+	}
 	return grpc.NewServer(
+		codec,
 		grpc.MaxRecvMsgSize(1<<20),
+		grpc.MaxConcurrentStreams(1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	), nil
 }
 
 func listen(gs *grpc.Server) (string, func(), error) {
@@ -78,7 +85,10 @@ func (n *noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckR
 }
 
 func startNoop() (*server, error) {
-	gs := grpcServer()
+	gs, err := grpcServer()
+	if err != nil {
+		return nil, err
+	}
 	authv3.RegisterAuthorizationServer(gs, &noopAuthz{resp: &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
@@ -219,7 +229,10 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	gs := grpcServer()
+	gs, err := grpcServer()
+	if err != nil {
+		return nil, err
+	}
 	srv.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

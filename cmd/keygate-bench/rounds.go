@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"time"
+)
+
+// benchOpts are the run's settings besides the load.
+type benchOpts struct {
+	rounds        int
+	redisURL      string
+	log           io.Writer // Keygate's decision log
+	profileDir    string    // "": no profiles
+	profileServer string
+	stderr        io.Writer
+}
+
+// measureAll starts every server, then drives them in turn, round after
+// round. Interleaving matters on a shared machine: a slow spell of the host
+// lands on a round of each server rather than on all of one server's runs,
+// and the per-round ratios (each to the no-op run next to it) stay steady
+// while the absolute figures drift.
+func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([]Result, error) {
+	results := make([]Result, len(which))
+	servers := make([]*server, len(which))
+	defer func() {
+		for _, srv := range servers {
+			if srv != nil {
+				srv.stop()
+			}
+		}
+	}()
+	runID := fmt.Sprintf("keygate-bench:%d:%d:", os.Getpid(), time.Now().UnixNano())
+	for i, name := range which {
+		results[i] = Result{Server: name, Label: labels[name]}
+		var err error
+		switch name {
+		case srvNoop:
+			servers[i], err = startNoop()
+		case srvInProc:
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log})
+		case srvRedis:
+			if perr := redisReachable(ctx, b.redisURL); perr != nil {
+				results[i].Skipped = "redis unreachable"
+				results[i].FirstError = perr.Error()
+				results[i].redisSkipped = true
+				continue
+			}
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID})
+		}
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", results[i].Label, err)
+		}
+	}
+
+	rounds := make([][]Result, len(which))
+	for round := 1; round <= b.rounds; round++ {
+		for i, srv := range servers {
+			if srv == nil {
+				continue
+			}
+			r := Result{Server: which[i], Label: labels[which[i]]}
+			fmt.Fprintf(b.stderr, "keygate-bench: round %d/%d: %s: %s warmup, %s measured…\n", round, b.rounds, r.Label, o.warmup, o.duration)
+			var onMeasure func() func()
+			if round == 1 && which[i] == b.profileServer && b.profileDir != "" {
+				onMeasure = profiler(b.profileDir, b.stderr)
+			}
+			s0 := srv.stats()
+			m, err := drive(ctx, srv.addr, srv.key, o, onMeasure)
+			s1 := srv.stats()
+			if err != nil {
+				return results, fmt.Errorf("%s: %w", r.Label, err)
+			}
+			fill(&r, m)
+			if n := m.checks + m.notOK; n > 0 {
+				r.RedisPer = float64(s1.RedisCalls-s0.RedisCalls) / float64(n)
+			}
+			r.RedisErrors = s1.RedisErrors - s0.RedisErrors
+			r.CacheMisses = s1.CacheMisses - s0.CacheMisses
+			rounds[i] = append(rounds[i], r)
+			// Each run starts from a clean heap.
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	}
+
+	noop := -1
+	if len(which) > 0 && which[0] == srvNoop && servers[0] != nil {
+		noop = 0
+	}
+	for i := range results {
+		if servers[i] == nil {
+			continue
+		}
+		var base []Result
+		if noop >= 0 && i != noop {
+			base = rounds[noop]
+		}
+		combine(&results[i], rounds[i], base)
+	}
+	return results, nil
+}
+
+// combine sets r to the medians of its rounds (counts summed, max the
+// largest), with each round's ratios to the no-op run of the same round.
+func combine(r *Result, rounds, noop []Result) {
+	median := func(f func(Result) float64) float64 {
+		vs := make([]float64, len(rounds))
+		for i, x := range rounds {
+			vs[i] = f(x)
+		}
+		return medianOf(vs)
+	}
+	for k, x := range rounds {
+		r.Checks += x.Checks
+		r.Denied += x.Denied
+		r.Errors += x.Errors
+		r.Seconds += x.Seconds
+		r.RedisErrors += x.RedisErrors
+		r.CacheMisses += x.CacheMisses
+		r.MaxUs = max(r.MaxUs, x.MaxUs)
+		if r.FirstError == "" {
+			r.FirstError = x.FirstError
+		}
+		rd := Round{RPS: x.RPS, P99us: x.P99us}
+		if noop != nil && noop[k].RPS > 0 && noop[k].P99us > 0 {
+			rd.RPSRatio = x.RPS / noop[k].RPS
+			rd.P99Ratio = x.P99us / noop[k].P99us
+		}
+		r.ByRound = append(r.ByRound, rd)
+	}
+	r.RPS = median(func(x Result) float64 { return x.RPS })
+	r.P50us = median(func(x Result) float64 { return x.P50us })
+	r.P99us = median(func(x Result) float64 { return x.P99us })
+	r.P999us = median(func(x Result) float64 { return x.P999us })
+	r.CPUPer10k = median(func(x Result) float64 { return x.CPUPer10k })
+	r.AllocsPer = median(func(x Result) float64 { return x.AllocsPer })
+	r.RedisPer = median(func(x Result) float64 { return x.RedisPer })
+	if noop != nil {
+		rps := make([]float64, len(r.ByRound))
+		p99 := make([]float64, len(r.ByRound))
+		for k, rd := range r.ByRound {
+			rps[k], p99[k] = rd.RPSRatio, rd.P99Ratio
+		}
+		r.RPSRatio, r.P99Ratio = medianOf(rps), medianOf(p99)
+	}
+}
+
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	if n := len(vs); n%2 == 0 {
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return vs[len(vs)/2]
+}
