@@ -93,7 +93,7 @@ func TestDockerfile(t *testing.T) {
 			goBuild = in.args
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w", "-o /keygate", "./cmd/keygate"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-tags vtprotobuf", "-trimpath", "-s -w", "-o /keygate", "./cmd/keygate"} {
 		if !strings.Contains(goBuild, want) {
 			t.Errorf("go build %q lacks %q", goBuild, want)
 		}
