@@ -48,38 +48,40 @@ func TestAllowed(t *testing.T) {
 		{"context_extensions need no rule", req("GET", "/not/routed", bearer(f.live), map[string]string{"keygate.scopes": "forms:read"}), "acme", "patients:read,patients:write,forms:*", nil},
 		{"spoofed keygate headers", req("GET", "/api/v1/forms/f1", with(bearer(f.live), "x-keygate-tenant", "evil", "x-keygate-admin", "true", "x-keygate-key-id", "key_evil"), nil), "acme", "patients:read,patients:write,forms:*", []string{"x-keygate-admin"}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			resp := f.check(c.req)
-			ok := okResponse(t, resp)
-			h := headerMap(ok.GetHeaders())
-			want := map[string]string{
-				"x-keygate-key-id": rec.ID, "x-keygate-tenant": "acme", "x-keygate-org": c.wantOrg,
-				"x-keygate-env": "live", "x-keygate-scopes": c.wantScopes, "x-keygate-plan": "live",
-			}
-			for k, v := range want {
-				if h[k] != v {
-					t.Errorf("%s = %q, want %q", k, h[k], v)
+	for _, via := range f.codecs() {
+		for _, c := range cases {
+			t.Run(via.name+"/"+c.name, func(t *testing.T) {
+				resp := via.check(c.req)
+				ok := okResponse(t, resp)
+				h := headerMap(ok.GetHeaders())
+				want := map[string]string{
+					"x-keygate-key-id": rec.ID, "x-keygate-tenant": "acme", "x-keygate-org": c.wantOrg,
+					"x-keygate-env": "live", "x-keygate-scopes": c.wantScopes, "x-keygate-plan": "live",
 				}
-			}
-			rm := ok.GetHeadersToRemove()
-			if !slices.Contains(rm, "authorization") {
-				t.Errorf("authorization not removed: %v", rm)
-			}
-			for _, s := range c.wantStrip {
-				if !slices.Contains(rm, s) {
-					t.Errorf("client header %s not removed: %v", s, rm)
+				for k, v := range want {
+					if h[k] != v {
+						t.Errorf("%s = %q, want %q", k, h[k], v)
+					}
 				}
-			}
-			rh := headerMap(ok.GetResponseHeadersToAdd())
-			if rh["ratelimit-policy"] != `"1h";q=10000;w=3600` || !strings.HasPrefix(rh["ratelimit"], `"1h";r=`) || rh["x-ratelimit-limit"] != "10000" {
-				t.Errorf("rate-limit headers: %v", rh)
-			}
-			md := resp.GetDynamicMetadata().GetFields()
-			if md["key_id"].GetStringValue() != rec.ID || md["tenant"].GetStringValue() != "acme" || md["org"].GetStringValue() != c.wantOrg || md["env"].GetStringValue() != "live" {
-				t.Errorf("dynamic metadata: %v", md)
-			}
-		})
+				rm := ok.GetHeadersToRemove()
+				if !slices.Contains(rm, "authorization") {
+					t.Errorf("authorization not removed: %v", rm)
+				}
+				for _, s := range c.wantStrip {
+					if !slices.Contains(rm, s) {
+						t.Errorf("client header %s not removed: %v", s, rm)
+					}
+				}
+				rh := headerMap(ok.GetResponseHeadersToAdd())
+				if rh["ratelimit-policy"] != `"1h";q=10000;w=3600` || !strings.HasPrefix(rh["ratelimit"], `"1h";r=`) || rh["x-ratelimit-limit"] != "10000" {
+					t.Errorf("rate-limit headers: %v", rh)
+				}
+				md := resp.GetDynamicMetadata().GetFields()
+				if md["key_id"].GetStringValue() != rec.ID || md["tenant"].GetStringValue() != "acme" || md["org"].GetStringValue() != c.wantOrg || md["env"].GetStringValue() != "live" {
+					t.Errorf("dynamic metadata: %v", md)
+				}
+			})
+		}
 	}
 	if !strings.Contains(f.logs.String(), `"decision":"allow"`) || !strings.Contains(f.logs.String(), rec.Prefix) {
 		t.Error("allowed decisions must be logged with the key's display prefix")

@@ -37,8 +37,11 @@ type env struct {
 	admin  *admin.Service
 	cache  *cache.Cache
 	client authv3.AuthorizationClient
-	logs   *syncbuf.Buffer
-	usage  *usage.Recorder
+	// plain reaches the same Server registered on a gRPC server without
+	// Keygate's codec: the request decoded in full, the response by gRPC.
+	plain authv3.AuthorizationClient
+	logs  *syncbuf.Buffer
+	usage *usage.Recorder
 }
 
 type envOpts struct {
@@ -132,7 +135,18 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(codec)
+	client := serveOn(t, srv, codec)
+	plain := serveOn(t, srv)
+	for !kc.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &env{t: t, db: db, admin: svc, cache: kc, client: client, plain: plain, logs: logs, usage: rec}
+}
+
+// serveOn serves srv on a new gRPC server built with opts, on loopback.
+func serveOn(t *testing.T, srv *extauthz.Server, opts ...grpc.ServerOption) authv3.AuthorizationClient {
+	t.Helper()
+	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,10 +159,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	for !kc.Ready() {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return &env{t: t, db: db, admin: svc, cache: kc, client: authv3.NewAuthorizationClient(conn), logs: logs, usage: rec}
+	return authv3.NewAuthorizationClient(conn)
 }
 
 func (e *env) create(r admin.CreateRequest) admin.Created {
@@ -186,9 +197,32 @@ func rawReq(method, path string, headers [][2]string) *authv3.CheckRequest {
 
 func (e *env) check(r *authv3.CheckRequest) *authv3.CheckResponse {
 	e.t.Helper()
+	return e.checkOn(e.client, r)
+}
+
+// checkPlain is check through the server without Keygate's codec.
+func (e *env) checkPlain(r *authv3.CheckRequest) *authv3.CheckResponse {
+	e.t.Helper()
+	return e.checkOn(e.plain, r)
+}
+
+// codecs are both ways a request reaches the Server, for tests to run
+// their cases through each.
+func (e *env) codecs() []struct {
+	name  string
+	check func(*authv3.CheckRequest) *authv3.CheckResponse
+} {
+	return []struct {
+		name  string
+		check func(*authv3.CheckRequest) *authv3.CheckResponse
+	}{{"wire", e.check}, {"decoded", e.checkPlain}}
+}
+
+func (e *env) checkOn(c authv3.AuthorizationClient, r *authv3.CheckRequest) *authv3.CheckResponse {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := e.client.Check(ctx, r)
+	resp, err := c.Check(ctx, r)
 	if err != nil {
 		e.t.Fatalf("Check returned a gRPC error (denials must be responses): %v", err)
 	}

@@ -19,8 +19,9 @@ type vtMarshaler interface {
 }
 
 // codec is gRPC's proto codec with the vtprotobuf encoder where the
-// message has one. Decoding is gRPC's own: go-control-plane generates no
-// vtprotobuf decoder.
+// message has one, and for the Check handler's request the reader of
+// wire.go. Other messages are decoded by gRPC's codec: go-control-plane
+// generates no vtprotobuf decoder.
 type codec struct {
 	fallback encoding.CodecV2
 }
@@ -67,5 +68,11 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
-	return c.fallback.Unmarshal(data, v)
+	w, ok := v.(*wireCheck)
+	if !ok {
+		return c.fallback.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return w.decode(buf.ReadOnlyData())
 }

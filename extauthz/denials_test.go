@@ -109,16 +109,18 @@ func TestDenials(t *testing.T) {
 		{"no route", req("GET", "/api/v2/unknown", bearer(f.live), nil), 404, "route_not_found", codes.NotFound, "", false},
 		{"method not routed", req("DELETE", "/api/v1/patients/p1", bearer(f.live), nil), 404, "route_not_found", codes.NotFound, "", false},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			b, h := wantDenied(t, f.check(c.req), c.status, c.code, c.grpc)
-			if c.inMsg != "" && !strings.Contains(b.Error.Message, c.inMsg) {
-				t.Errorf("message %q does not contain %q", b.Error.Message, c.inMsg)
-			}
-			if got := strings.Contains(h["www-authenticate"], `error="invalid_token"`); got != c.tokenErr {
-				t.Errorf("WWW-Authenticate %q: invalid_token=%v, want %v", h["www-authenticate"], got, c.tokenErr)
-			}
-		})
+	for _, via := range f.codecs() {
+		for _, c := range cases {
+			t.Run(via.name+"/"+c.name, func(t *testing.T) {
+				b, h := wantDenied(t, via.check(c.req), c.status, c.code, c.grpc)
+				if c.inMsg != "" && !strings.Contains(b.Error.Message, c.inMsg) {
+					t.Errorf("message %q does not contain %q", b.Error.Message, c.inMsg)
+				}
+				if got := strings.Contains(h["www-authenticate"], `error="invalid_token"`); got != c.tokenErr {
+					t.Errorf("WWW-Authenticate %q: invalid_token=%v, want %v", h["www-authenticate"], got, c.tokenErr)
+				}
+			})
+		}
 	}
 	// No key, nor anything but its display prefix, may reach the logs.
 	logs := f.logs.String()

@@ -34,6 +34,7 @@ const reservedPrefix = "x-keygate-"
 type headerNames struct {
 	auth, org string
 	injected  map[string]bool
+	exts      *extCache // for the wire reader
 }
 
 // fromCheck maps a CheckRequest. Envoy sends headers either in the headers

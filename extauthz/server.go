@@ -17,9 +17,11 @@ type grpcServer struct {
 	s *Server
 }
 
-// Register serves s as envoy.service.auth.v3.Authorization on g.
+// Register serves s as envoy.service.auth.v3.Authorization on g. Built
+// with CodecOption, g hands Check the request as read from the wire
+// (wire.go); with any other codec, decoded in full.
 func (s *Server) Register(g *grpc.Server) {
-	authv3.RegisterAuthorizationServer(g, &grpcServer{s: s})
+	g.RegisterService(&serviceDesc, &grpcServer{s: s})
 }
 
 // Check is the ext_authz entry point. Every outcome, denials included, is
@@ -32,10 +34,15 @@ func (g *grpcServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	r := s.names.fromCheck(req)
-	d := s.decideAt(ctx, &r, start)
+	return s.check(ctx, &r, start), nil
+}
+
+// check decides r, which arrived at start, and logs the decision.
+func (s *Server) check(ctx context.Context, r *Request, start time.Time) *authv3.CheckResponse {
+	d := s.decideAt(ctx, r, start)
 	resp := s.toCheckResponse(&d)
-	s.finish(ctx, &r, &d, start)
-	return resp, nil
+	s.finish(ctx, r, &d, start)
+	return resp
 }
 
 // finish counts and logs one decision: one line, never the key.
