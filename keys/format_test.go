@@ -1,6 +1,8 @@
 package keys
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"hash/crc32"
 	"strings"
@@ -172,6 +174,36 @@ func TestHasher(t *testing.T) {
 		if _, err := ParseHash(bad); err == nil {
 			t.Errorf("ParseHash(%q) accepted", bad)
 		}
+	}
+}
+
+// TestHasherSums: the hashes are the standard SHA-256 and HMAC-SHA256 of
+// the key, for keys within MaxLen (hashed from a buffer) and beyond it,
+// and a pooled HMAC keeps nothing of the key before.
+func TestHasherSums(t *testing.T) {
+	pepper := []byte("pepper")
+	plain, peppered := NewHasher(nil), NewHasher(pepper)
+	for _, k := range []string{"", "sk_live_abc", strings.Repeat("k", MaxLen), strings.Repeat("k", MaxLen+1), "sk_live_abc"} {
+		if got, want := plain.Sum(k), Hash(sha256.Sum256([]byte(k))); got != want {
+			t.Errorf("Sum(%d bytes) = %s, want SHA-256 %s", len(k), got, want)
+		}
+		m := hmac.New(sha256.New, pepper)
+		m.Write([]byte(k))
+		if got, want := peppered.Sum(k), Hash(m.Sum(nil)); got != want {
+			t.Errorf("peppered Sum(%d bytes) = %s, want HMAC-SHA256 %s", len(k), got, want)
+		}
+	}
+}
+
+func BenchmarkHash(b *testing.B) {
+	k := mustGenerate(b, Format{Prefix: "sk_live_", Env: EnvLive, Checksum: true})
+	for name, h := range map[string]*Hasher{"sha256": NewHasher(nil), "hmac": NewHasher([]byte("pepper"))} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h.Sum(k)
+			}
+		})
 	}
 }
 

@@ -50,14 +50,23 @@ func ParseHash(s string) (Hash, error) {
 // stolen database alone cannot be used to test guesses offline.
 type Hasher struct {
 	pepper []byte
-	pool   *sync.Pool // of hash.Hash, only with a pepper
+	pool   *sync.Pool // of *macBuf, only with a pepper
+}
+
+// macBuf is an HMAC with room for a key beside it: the key is copied
+// there, not converted to a []byte, which would be an allocation per call
+// (a slice passed to an interface method escapes).
+type macBuf struct {
+	mac hash.Hash
+	buf [MaxLen]byte
+	sum Hash // likewise for the result
 }
 
 // NewHasher returns a Hasher; an empty pepper means plain SHA-256.
 func NewHasher(pepper []byte) *Hasher {
 	h := &Hasher{pepper: append([]byte(nil), pepper...)}
 	if len(pepper) > 0 {
-		h.pool = &sync.Pool{New: func() any { return hmac.New(sha256.New, h.pepper) }}
+		h.pool = &sync.Pool{New: func() any { return &macBuf{mac: hmac.New(sha256.New, h.pepper)} }}
 	}
 	return h
 }
@@ -75,11 +84,15 @@ func (h *Hasher) Sum(key string) Hash {
 		}
 		return sha256.Sum256([]byte(key))
 	}
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(key))
-	var out Hash
-	m.Sum(out[:0])
+	m := h.pool.Get().(*macBuf)
+	m.mac.Reset()
+	if len(key) <= MaxLen {
+		m.mac.Write(m.buf[:copy(m.buf[:], key)])
+	} else {
+		m.mac.Write([]byte(key))
+	}
+	m.mac.Sum(m.sum[:0])
+	out := m.sum
 	h.pool.Put(m)
 	return out
 }
