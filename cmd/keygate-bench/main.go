@@ -47,15 +47,20 @@ func main() {
 // Server names, as -servers takes them.
 const (
 	srvNoop    = "noop"
+	srvNoopRaw = "noop-raw"
 	srvInProc  = "inproc"
 	srvRedis   = "redis"
-	allServers = srvNoop + "," + srvInProc + "," + srvRedis
+	// The default run. noop-raw, on request, is a floor below the no-op:
+	// gRPC alone, the request not even decoded.
+	allServers   = srvNoop + "," + srvInProc + "," + srvRedis
+	knownServers = srvNoop + "," + srvNoopRaw + "," + srvInProc + "," + srvRedis
 )
 
 var labels = map[string]string{
-	srvNoop:   "no-op ext_authz",
-	srvInProc: "keygate (in-process limits)",
-	srvRedis:  "keygate (redis limits)",
+	srvNoop:    "no-op ext_authz",
+	srvNoopRaw: "no-op, request not decoded",
+	srvInProc:  "keygate (in-process limits)",
+	srvRedis:   "keygate (redis limits)",
 }
 
 // Result is one server's row.
@@ -124,10 +129,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	fs.StringVar(&o.decode, "decode", decodeStatus, "how the client handles messages: status (each worker's request encoded once; of each response, the codes read and the rest stepped over, so the client costs the same whatever the server answers) or full (protobuf-go both ways on every call)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379/0", "Redis for the Redis-limits server")
 	requireRedis := fs.Bool("require-redis", false, "fail if Redis is unreachable (otherwise its row says so)")
-	servers := fs.String("servers", allServers, "which servers to run, in order: "+allServers)
+	servers := fs.String("servers", allServers, "which servers to run, in order, of "+knownServers+"; ratios are to the first if it is noop")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	profileDir := fs.String("profile", "", "write CPU, allocation and mutex profiles of one server's measured run to this directory")
-	profileServer := fs.String("profile-server", srvInProc, "the server -profile profiles: "+allServers)
+	profileServer := fs.String("profile-server", srvInProc, "the server -profile profiles: one of "+knownServers)
 	logTo := fs.String("log", "", "file for Keygate's decision log (JSON, info); default: discarded after formatting")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -145,12 +150,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	for _, s := range strings.Split(*servers, ",") {
 		s = strings.TrimSpace(s)
 		if _, ok := labels[s]; !ok {
-			return nil, fmt.Errorf("-servers: unknown server %q (want %s)", s, allServers)
+			return nil, fmt.Errorf("-servers: unknown server %q (want of %s)", s, knownServers)
 		}
 		which = append(which, s)
 	}
 	if _, ok := labels[*profileServer]; !ok {
-		return nil, fmt.Errorf("-profile-server: unknown server %q (want one of %s)", *profileServer, allServers)
+		return nil, fmt.Errorf("-profile-server: unknown server %q (want one of %s)", *profileServer, knownServers)
 	}
 	logW := io.Discard
 	if *logTo != "" {

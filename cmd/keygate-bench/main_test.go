@@ -39,13 +39,13 @@ func checkSane(t *testing.T, rs []Result, want ...string) {
 func TestHarnessTable(t *testing.T) {
 	var out, errOut bytes.Buffer
 	rs, err := run(context.Background(), []string{"-duration", "300ms", "-warmup", "50ms", "-concurrency", "4", "-conns", "2",
-		"-servers", "noop,inproc"}, &out, &errOut)
+		"-servers", "noop,noop-raw,inproc"}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
-	checkSane(t, rs, srvNoop, srvInProc)
+	checkSane(t, rs, srvNoop, srvNoopRaw, srvInProc)
 	table := out.String()
-	for _, s := range []string{"requests/s", "p99.9", "allocs/check", labels[srvNoop], labels[srvInProc], "×", "note: the load generator runs in this process"} {
+	for _, s := range []string{"requests/s", "p99.9", "allocs/check", labels[srvNoop], labels[srvNoopRaw], labels[srvInProc], "×", "note: the load generator runs in this process"} {
 		if !strings.Contains(table, s) {
 			t.Errorf("table lacks %q:\n%s", s, table)
 		}

@@ -43,6 +43,8 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 		switch name {
 		case srvNoop:
 			servers[i], err = startNoop()
+		case srvNoopRaw:
+			servers[i], err = startNoopRaw()
 		case srvInProc:
 			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log})
 		case srvRedis:

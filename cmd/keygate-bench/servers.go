@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/cache"
@@ -98,6 +99,67 @@ func startNoop() (*server, error) {
 		return nil, err
 	}
 	return &server{addr: addr, stop: stop, stats: func() serverStats { return serverStats{} }}, nil
+}
+
+// startNoopRaw starts a server below the no-op: gRPC with a handler that
+// neither decodes the request nor encodes a response (it sends the bytes
+// of an OK response written once). What Keygate costs above it is all of
+// Keygate, request decoding included; what the no-op costs above it is
+// protobuf-go's decoding of the CheckRequest.
+func startNoopRaw() (*server, error) {
+	ok, err := encodeRequest(&authv3.CheckResponse{
+		Status:       &rpcstatus.Status{},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	gs := grpc.NewServer(
+		grpc.ForceServerCodecV2(rawServerCodec{}),
+		grpc.MaxRecvMsgSize(1<<20),
+		grpc.MaxConcurrentStreams(1024),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	gs.RegisterService(&grpc.ServiceDesc{
+		ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "Check", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			if err := dec(undecoded{}); err != nil {
+				return nil, err
+			}
+			return ok, nil
+		}}},
+		Metadata: authv3.Authorization_ServiceDesc.Metadata,
+	}, struct{}{})
+	addr, stop, err := listen(gs)
+	if err != nil {
+		return nil, err
+	}
+	return &server{addr: addr, stop: stop, stats: func() serverStats { return serverStats{} }}, nil
+}
+
+// undecoded is a request left as bytes, unread.
+type undecoded struct{}
+
+// rawServerCodec takes undecoded requests and sends rawMessage responses.
+type rawServerCodec struct{}
+
+func (rawServerCodec) Name() string { return "proto" }
+
+func (rawServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	r, ok := v.(rawMessage)
+	if !ok {
+		return nil, fmt.Errorf("raw no-op: cannot encode %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(r)}, nil
+}
+
+func (rawServerCodec) Unmarshal(_ mem.BufferSlice, v any) error {
+	if _, ok := v.(undecoded); !ok {
+		return fmt.Errorf("raw no-op: cannot decode into %T", v)
+	}
+	return nil
 }
 
 // keygateOpts says how to build one Keygate under test.
