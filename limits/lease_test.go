@@ -49,3 +49,49 @@ func TestLeasingNeverExceedsTheLimit(t *testing.T) {
 		t.Errorf("%d Redis calls for %d requests: leasing is not batching", calls, limit+2000)
 	}
 }
+
+// TestRoundTripsPerCheck counts the commands reaching Redis: an allowed
+// request costs at most one per window of its plan — exactly one each for
+// a bucket near its limit (no leasing), fewer far from it — and a request
+// of a bucket known to be over its limit costs none.
+func TestRoundTripsPerCheck(t *testing.T) {
+	t.Parallel()
+	plans := map[string][]Window{
+		"near":       {{Limit: 200, Period: time.Hour}},                                       // within the exact zone
+		"near-multi": {{Limit: 200, Period: time.Hour}, {Limit: 300, Period: 24 * time.Hour}}, // two windows
+		"far":        {{Limit: 1 << 20, Period: time.Hour}},                                   // leased
+		"far-multi":  {{Limit: 1 << 20, Period: time.Hour}, {Limit: 1 << 21, Period: 24 * time.Hour}},
+	}
+	cases := []struct {
+		plan        string
+		perCheckMax float64 // commands per allowed check, at most
+		perCheckMin float64 // and at least
+	}{
+		{"near", 1, 1},
+		{"near-multi", 2, 2},
+		{"far", 0.2, 0},
+		{"far-multi", 0.4, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.plan, func(t *testing.T) {
+			t.Parallel()
+			l := newRedisLimiter(t, Config{Plans: plans})
+			// Load the scripts first: the first call of each may cost an
+			// EVALSHA and an EVAL.
+			mustAllow(t, l, "warm", c.plan)
+			hook := &countHook{}
+			l.rdb.AddHook(hook)
+			const n = 150
+			for range n {
+				if r := mustAllow(t, l, "b", c.plan); !r.Allowed {
+					t.Fatalf("denied within the limit: %+v", r)
+				}
+			}
+			per := float64(hook.n.Load()) / n
+			t.Logf("%s: %.2f Redis commands per allowed check", c.plan, per)
+			if per > c.perCheckMax || per < c.perCheckMin {
+				t.Fatalf("%.2f Redis commands per allowed check, want between %.2f and %.2f", per, c.perCheckMin, c.perCheckMax)
+			}
+		})
+	}
+}
