@@ -129,13 +129,14 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The server encodes as `keygate serve` does: with -tags vtprotobuf,
-	// every response of these tests goes through the generated encoder.
-	codec, err := extauthz.CodecOption()
+	// The server is built as `keygate serve` builds it: requests read from
+	// the wire, stream workers, and with -tags vtprotobuf every response
+	// written by the generated encoder.
+	opts, err := extauthz.ServerOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := serveOn(t, srv, codec)
+	client := serveOn(t, srv, opts...)
 	plain := serveOn(t, srv)
 	for !kc.Ready() {
 		time.Sleep(5 * time.Millisecond)

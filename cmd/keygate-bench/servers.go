@@ -49,20 +49,20 @@ type serverStats struct {
 	CacheHits, CacheMisses  uint64
 }
 
-// grpcServer builds a gRPC server with the options `keygate serve` uses,
-// its response encoder included, for the no-op server as for Keygate.
-func grpcServer() (*grpc.Server, error) {
-	codec, err := extauthz.CodecOption()
+// grpcServer builds a gRPC server with the options `keygate serve` uses
+// (extauthz.ServerOptions: the response encoder, the stream workers), for
+// the no-op servers as for Keygate.
+func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, error) {
+	kg, err := extauthz.ServerOptions()
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewServer(
-		codec,
+	return grpc.NewServer(append(append(kg,
 		grpc.MaxRecvMsgSize(1<<20),
 		grpc.MaxConcurrentStreams(1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	), nil
+	), opts...)...), nil
 }
 
 func listen(gs *grpc.Server) (string, func(), error) {
@@ -114,13 +114,11 @@ func startNoopRaw() (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	gs := grpc.NewServer(
-		grpc.ForceServerCodecV2(rawServerCodec{}),
-		grpc.MaxRecvMsgSize(1<<20),
-		grpc.MaxConcurrentStreams(1024),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	// The last codec option given wins: this one replaces Keygate's.
+	gs, err := grpcServer(grpc.ForceServerCodecV2(rawServerCodec{}))
+	if err != nil {
+		return nil, err
+	}
 	gs.RegisterService(&grpc.ServiceDesc{
 		ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
 		HandlerType: (*any)(nil),

@@ -124,17 +124,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, started fun
 		return err
 	}
 
-	codec, err := extauthz.CodecOption()
+	opts, err := extauthz.ServerOptions()
 	if err != nil {
 		return err
 	}
-	opts := []grpc.ServerOption{
-		codec,
-		grpc.MaxRecvMsgSize(1 << 20),
+	opts = append(opts,
+		grpc.MaxRecvMsgSize(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxConcurrentStreams(1024),
-	}
+	)
 	if cfg.TLS.CertFile != "" {
 		rl, err := certs.New(certs.Config{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
 			ClientCAFile: cfg.TLS.ClientCAFile, RequireClientCert: cfg.TLS.RequireClientCert})
