@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/testpg"
 )
@@ -143,6 +145,22 @@ func TestHostileInputs(t *testing.T) {
 			}
 		})
 	}
+	// Bytes that are no CheckRequest, or one with a string that is not
+	// UTF-8 where Keygate reads it: refused as gRPC refuses undecodable
+	// requests (Internal), never answered as if they were requests.
+	for name, raw := range map[string][]byte{
+		"truncated":     {0x0a, 0x40, 0x22},
+		"bad tag":       {0x00, 0x01},
+		"non-utf8 path": []byte("\x0a\x0a\x22\x08\x12\x06\x22\x04/\xff\xfe\xfd"),
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var resp authv3.CheckResponse
+		err := conn.Invoke(ctx, authv3.Authorization_Check_FullMethodName, rawRequest(raw), &resp, grpc.ForceCodecV2(rawCodec{}))
+		cancel()
+		if status.Code(err) != codes.Internal {
+			t.Errorf("%s: %v (%v), want an Internal error", name, err, &resp)
+		}
+	}
 	// Beyond the gRPC message limit (1 MiB): refused by the transport,
 	// and the server stays up.
 	_, err = ask(map[string]string{"authorization": "Bearer " + strings.Repeat("k", 2<<20)}, nil, "/", nil)
@@ -152,4 +170,20 @@ func TestHostileInputs(t *testing.T) {
 	if resp, err := ask(map[string]string{"authorization": "Bearer " + created.Key}, nil, "/", ext); err != nil || code(resp) != "ok" {
 		t.Fatalf("server not answering after hostile input: %v", err)
 	}
+}
+
+// rawRequest is a request message already encoded, sent as it is.
+type rawRequest []byte
+
+// rawCodec sends rawRequests and decodes responses with protobuf-go.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(rawRequest))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
 }
