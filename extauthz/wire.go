@@ -133,73 +133,89 @@ func (w *wireCheck) decode(b []byte) error {
 }
 
 // wireField is one field of a message: its number and type and, for a
-// length-delimited field, the bounds of its contents.
+// length-delimited field, the bounds of its contents in the message.
 type wireField struct {
 	num        protowire.Number
 	typ        protowire.Type
 	start, end int
 }
 
-// next reads the field at b[i:end] and returns where the one after it
-// starts.
-func (r *wireReader) next(i, end int) (wireField, int, error) {
-	num, typ, n := protowire.ConsumeTag(r.b[i:end])
-	if n < 0 {
-		return wireField{}, 0, protowire.ParseError(n)
-	}
-	i += n
-	f := wireField{num: num, typ: typ}
-	if typ == protowire.BytesType {
-		v, n := protowire.ConsumeBytes(r.b[i:end])
-		if n < 0 {
-			return wireField{}, 0, fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-		}
-		f.start = i + n - len(v)
-		f.end = f.start + len(v)
-		return f, i + n, nil
-	}
-	n = protowire.ConsumeFieldValue(num, typ, r.b[i:end])
-	if n < 0 {
-		return wireField{}, 0, fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-	}
-	return f, i + n, nil
+// nested reports whether f is field num holding a message or string.
+func (f wireField) nested(num protowire.Number) bool {
+	return f.num == num && f.typ == protowire.BytesType
 }
 
-// Each of the following reads one message, b[start:end]; a field with an
+func (f wireField) span() span { return span{f.start, f.end} }
+
+// fieldIter steps through the fields of one message, b[at:end].
+type fieldIter struct {
+	b       []byte
+	at, end int
+	f       wireField
+	err     error
+}
+
+func (r *wireReader) fields(start, end int) fieldIter {
+	return fieldIter{b: r.b, at: start, end: end}
+}
+
+// next reads the next field into it.f; false at the end of the message
+// or on an error, left in it.err.
+func (it *fieldIter) next() bool {
+	if it.at >= it.end || it.err != nil {
+		return false
+	}
+	num, typ, n := protowire.ConsumeTag(it.b[it.at:it.end])
+	if n < 0 {
+		it.err = protowire.ParseError(n)
+		return false
+	}
+	it.at += n
+	it.f = wireField{num: num, typ: typ}
+	if typ == protowire.BytesType {
+		v, n := protowire.ConsumeBytes(it.b[it.at:it.end])
+		if n < 0 {
+			it.err = fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+			return false
+		}
+		it.f.start = it.at + n - len(v)
+		it.f.end = it.f.start + len(v)
+		it.at += n
+		return true
+	}
+	if n = protowire.ConsumeFieldValue(num, typ, it.b[it.at:it.end]); n < 0 {
+		it.err = fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+		return false
+	}
+	it.at += n
+	return true
+}
+
+// Each of the following reads one message, b[start:end]. A field with an
 // unexpected wire type is unknown, as to protobuf-go, and stepped over.
 
 func (r *wireReader) check(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.num == fCheckAttributes && f.typ == protowire.BytesType {
-			if err := r.attributes(f.start, f.end); err != nil {
+	it := r.fields(start, end)
+	for it.next() {
+		if it.f.nested(fCheckAttributes) {
+			if err := r.attributes(it.f.start, it.f.end); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return it.err
 }
 
 func (r *wireReader) attributes(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.typ != protowire.BytesType {
-			continue
-		}
-		switch f.num {
-		case fAttrSource:
+	it := r.fields(start, end)
+	for it.next() {
+		var err error
+		switch f := it.f; {
+		case f.nested(fAttrSource):
 			err = r.peer(f.start, f.end)
-		case fAttrRequest:
+		case f.nested(fAttrRequest):
 			err = r.request(f.start, f.end)
-		case fAttrExtensions:
+		case f.nested(fAttrExtensions):
 			var k, v span
 			if k, v, err = r.pair(f.start, f.end, fMapKey, fMapValue); err != nil {
 				break
@@ -215,98 +231,73 @@ func (r *wireReader) attributes(start, end int) error {
 			return err
 		}
 	}
-	return nil
+	return it.err
 }
 
 func (r *wireReader) peer(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.num == fPeerAddress && f.typ == protowire.BytesType {
-			if err := r.address(f.start, f.end); err != nil {
+	it := r.fields(start, end)
+	for it.next() {
+		if it.f.nested(fPeerAddress) {
+			if err := r.address(it.f.start, it.f.end); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return it.err
 }
 
 func (r *wireReader) address(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.typ != protowire.BytesType {
-			continue
-		}
-		switch f.num {
-		case fAddrSocket:
+	it := r.fields(start, end)
+	for it.next() {
+		switch f := it.f; {
+		case f.nested(fAddrSocket):
 			if !r.sourceIsSocket {
 				// The oneof held another member, or nothing: a new message.
 				r.source, r.sourceIsSocket = span{}, true
 			}
-			if err := r.socketAddress(f.start, f.end); err != nil {
-				return err
+			// SocketAddress: only its address is read.
+			sa := r.fields(f.start, f.end)
+			for sa.next() {
+				if sa.f.nested(fSocketAddress) {
+					r.source = sa.f.span()
+				}
 			}
-		case fAddrPipe, fAddrEnvoy:
+			if sa.err != nil {
+				return sa.err
+			}
+		case f.nested(fAddrPipe), f.nested(fAddrEnvoy):
 			r.source, r.sourceIsSocket = span{}, false
 		}
 	}
-	return nil
-}
-
-func (r *wireReader) socketAddress(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.num == fSocketAddress && f.typ == protowire.BytesType {
-			r.source = span{f.start, f.end}
-		}
-	}
-	return nil
+	return it.err
 }
 
 func (r *wireReader) request(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.num == fRequestHTTP && f.typ == protowire.BytesType {
-			if err := r.http(f.start, f.end); err != nil {
+	it := r.fields(start, end)
+	for it.next() {
+		if it.f.nested(fRequestHTTP) {
+			if err := r.http(it.f.start, it.f.end); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return it.err
 }
 
 func (r *wireReader) http(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
+	it := r.fields(start, end)
+	for it.next() {
+		f := it.f
 		if f.typ != protowire.BytesType {
 			continue
 		}
 		switch f.num {
 		case fHTTPID:
-			r.id = span{f.start, f.end}
+			r.id = f.span()
 		case fHTTPMethod:
-			r.method = span{f.start, f.end}
+			r.method = f.span()
 		case fHTTPPath:
-			r.path = span{f.start, f.end}
+			r.path = f.span()
 		case fHTTPHeaders:
 			k, v, err := r.pair(f.start, f.end, fMapKey, fMapValue)
 			if err != nil {
@@ -319,23 +310,30 @@ func (r *wireReader) http(start, end int) error {
 			}
 		}
 	}
-	return nil
+	return it.err
 }
 
-// headerList reads a HeaderMap.
+// headerList reads a HeaderMap: repeated HeaderValue {key, value, raw_value}.
 func (r *wireReader) headerList(start, end int) error {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return err
-		}
-		i = n
-		if f.num != fHeaderMapHeaders || f.typ != protowire.BytesType {
+	it := r.fields(start, end)
+	for it.next() {
+		if !it.f.nested(fHeaderMapHeaders) {
 			continue
 		}
-		key, value, raw, err := r.triple(f.start, f.end)
-		if err != nil {
-			return err
+		var key, value, raw span
+		hv := r.fields(it.f.start, it.f.end)
+		for hv.next() {
+			switch f := hv.f; {
+			case f.nested(fHeaderKey):
+				key = f.span()
+			case f.nested(fHeaderValue):
+				value = f.span()
+			case f.nested(fHeaderRawValue):
+				raw = f.span()
+			}
+		}
+		if hv.err != nil {
+			return hv.err
 		}
 		if !utf8.Valid(r.b[key.start:key.end]) || !utf8.Valid(r.b[value.start:value.end]) {
 			return errors.New("header_map: a key or value is not UTF-8")
@@ -345,52 +343,22 @@ func (r *wireReader) headerList(start, end int) error {
 		}
 		r.listHeader(key, value)
 	}
-	return nil
+	return it.err
 }
 
 // pair reads the length-delimited fields a and b of a message, a map
 // entry's key and value; either may be absent (empty).
 func (r *wireReader) pair(start, end int, a, b protowire.Number) (x, y span, err error) {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return span{}, span{}, err
-		}
-		i = n
-		if f.typ != protowire.BytesType {
-			continue
-		}
-		switch f.num {
-		case a:
-			x = span{f.start, f.end}
-		case b:
-			y = span{f.start, f.end}
+	it := r.fields(start, end)
+	for it.next() {
+		switch f := it.f; {
+		case f.nested(a):
+			x = f.span()
+		case f.nested(b):
+			y = f.span()
 		}
 	}
-	return x, y, nil
-}
-
-// triple reads a HeaderValue.
-func (r *wireReader) triple(start, end int) (key, value, raw span, err error) {
-	for i := start; i < end; {
-		f, n, err := r.next(i, end)
-		if err != nil {
-			return span{}, span{}, span{}, err
-		}
-		i = n
-		if f.typ != protowire.BytesType {
-			continue
-		}
-		switch f.num {
-		case fHeaderKey:
-			key = span{f.start, f.end}
-		case fHeaderValue:
-			value = span{f.start, f.end}
-		case fHeaderRawValue:
-			raw = span{f.start, f.end}
-		}
-	}
-	return key, value, raw, nil
+	return x, y, it.err
 }
 
 // mapHeader takes an entry of the headers map, where a later entry of the
