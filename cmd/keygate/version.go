@@ -54,14 +54,17 @@ func cmdVersion(args []string, e env) error {
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(b)
 	}
-	rev := b.Revision
-	if len(rev) > 12 {
-		rev = rev[:12]
+	v := "keygate " + b.Version
+	if rev := b.Revision; rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if b.Modified {
+			rev += "+dirty"
+		}
+		v += " " + rev
 	}
-	if b.Modified {
-		rev += "+dirty"
-	}
-	fmt.Fprintf(e.stdout, "keygate %s %s (%s, %s encoder)\n", b.Version, rev, b.Go, b.Encoder)
+	fmt.Fprintf(e.stdout, "%s (%s, %s encoder)\n", v, b.Go, b.Encoder)
 	return nil
 }
 
