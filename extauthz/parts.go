@@ -57,10 +57,11 @@ func (s *Server) newAllowParts(d *Decision) *allowParts {
 	return p
 }
 
-// maxParts bounds the parts kept: past it they are all dropped and rebuilt
-// as keys come back, which costs a response's worth of work each — cheaper
-// than any eviction bookkeeping on the hot path.
-const maxParts = 16384
+// maxParts bounds the parts kept (about 2 KiB each, so 16 MiB at most):
+// past it they are all dropped and rebuilt as keys come back, which costs
+// a response's worth of work each — cheaper than any eviction bookkeeping
+// on the hot path.
+const maxParts = 8192
 
 // partsCache holds allowParts by key id and organization.
 type partsCache struct {
