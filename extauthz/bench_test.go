@@ -58,7 +58,7 @@ type benchKeys struct {
 
 var benchFormat = keys.Format{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true}
 
-func newKey(b *testing.B) string {
+func newKey(b testing.TB) string {
 	k, err := keys.Generate(benchFormat)
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +66,7 @@ func newKey(b *testing.B) string {
 	return k
 }
 
-func benchServer(b *testing.B) (*Server, benchKeys) {
+func benchServer(b testing.TB) (*Server, benchKeys) {
 	formats, _ := keys.NewFormats([]keys.Format{benchFormat})
 	hasher := keys.NewHasher(nil)
 	required := true
@@ -80,6 +80,7 @@ func benchServer(b *testing.B) (*Server, benchKeys) {
 	lim, err := limits.New(limits.Config{Plans: map[string][]limits.Window{
 		"live": {{Limit: 1 << 30, Period: time.Hour}},
 		"tiny": {{Limit: 1, Period: time.Hour}},
+		"huge": {{Limit: 1 << 30, Period: 24 * time.Hour}},
 	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
