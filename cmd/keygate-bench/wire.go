@@ -74,6 +74,7 @@ func encodeRequest(m proto.Message) (rawMessage, error) {
 // the client looks into.
 const (
 	respStatus, respDenied, respOK = 1, 2, 3
+	respError                      = 5 // error_response, the oneof's third member
 	statusCode                     = 1 // google.rpc.Status.code
 	deniedStatus, httpStatusCode   = 1, 1
 )
@@ -115,7 +116,7 @@ func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte,
 // codes.
 func (a *answer) read(b []byte) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num > respOK {
+		if num > respOK && num != respError {
 			return nil
 		}
 		if typ != protowire.BytesType {
@@ -133,10 +134,16 @@ func (a *answer) read(b []byte) error {
 				a.grpcCode = int32(x)
 				return nil
 			})
+		// denied, ok and error are one oneof: a later member replaces an
+		// earlier one, and a denial after another member starts afresh.
 		case respOK:
-			a.allowed = true
+			a.allowed, a.denied, a.httpStatus = true, false, 0
+		case respError:
+			a.allowed, a.denied, a.httpStatus = false, false, 0
 		case respDenied:
-			a.denied = true
+			if !a.denied {
+				a.allowed, a.denied, a.httpStatus = false, true, 0
+			}
 			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 				if num != deniedStatus || typ != protowire.BytesType {
 					return nil
