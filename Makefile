@@ -35,13 +35,23 @@ test: vet
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## fuzz: each fuzz target for FUZZTIME.
+## fuzz: each fuzz target for FUZZTIME. Go 1.26's fuzzer can fail a target
+## with a bare "context deadline exceeded" as -fuzztime runs out, having
+## found nothing (golang/go#75804, fixed in Go 1.27): such a run, and only
+## such a run (no failing input written, no panic), is tried once more.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/keygate-fuzz.log 2>&1 || { cat /tmp/keygate-fuzz.log; exit 1; }; \
+	    for try in 1 2; do \
+	      if $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg > $$log 2>&1; then break; fi; \
+	      if [ $$try = 1 ] && grep -q 'context deadline exceeded' $$log && ! grep -qE 'Failing input written|panic:|_test.go:[0-9]+:' $$log; then \
+	        echo "fuzz $$t: the fuzzer's own deadline race (golang/go#75804), nothing found: once more"; continue; \
+	      fi; \
+	      cat $$log; exit 1; \
+	    done; \
 	  done; \
 	done
 
