@@ -27,9 +27,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/policy"
 )
 
 func main() {
@@ -344,11 +342,4 @@ func profiler(dir string, stderr io.Writer) func() func() {
 				dir, filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "allocs-base.pprof"), filepath.Join(dir, "allocs.pprof"))
 		}
 	}
-}
-
-// policyFor is the route policy of the config, as `keygate serve` builds it
-// (the bench request names its scope in context_extensions).
-func policyFor(cfg config.Config) (*policy.Policy, error) {
-	pc := policy.Config{OrgRequired: cfg.Organization.Required, ScopeForm: policy.ScopeForm(cfg.Scopes.Form)}
-	return policy.New(pc)
 }

@@ -2,33 +2,25 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
 	"github.com/keygate/keygate/admin"
-	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keys"
-	"github.com/keygate/keygate/limits"
-	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/usage"
+	kgserver "github.com/keygate/keygate/server"
 )
 
 // benchPlan is the plan of the benchmark key: far too large to deny anything.
@@ -50,19 +42,14 @@ type serverStats struct {
 }
 
 // grpcServer builds a gRPC server with the options `keygate serve` uses
-// (extauthz.ServerOptions: the response encoder, the stream workers), for
-// the no-op servers as for Keygate.
+// (server.GRPCOptions: the codec, the stream workers, the bounds), for
+// the no-op servers.
 func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, error) {
-	kg, err := extauthz.ServerOptions()
+	kg, err := kgserver.GRPCOptions()
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewServer(append(append(kg,
-		grpc.MaxRecvMsgSize(1<<20),
-		grpc.MaxConcurrentStreams(1024),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	), opts...)...), nil
+	return grpc.NewServer(append(kg, opts...)...), nil
 }
 
 func listen(gs *grpc.Server) (string, func(), error) {
@@ -167,9 +154,11 @@ type keygateOpts struct {
 	log       io.Writer
 }
 
-// startKeygate wires Keygate as `keygate serve` does (store → cache →
-// limits → usage → extauthz → gRPC) with a temporary SQLite database
-// holding one key, and returns once the cache is warm.
+// startKeygate runs Keygate as `keygate serve` does (server.New, Run)
+// over a temporary SQLite database holding one key, on loopback ports,
+// and returns once it reports ready. Only what a benchmark must change is
+// changed from the defaults: the database, the plan of the key (far too
+// large to deny anything) and the Redis settings.
 func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	var cleanups []func()
 	cleanup := func() {
@@ -182,132 +171,93 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 			cleanup()
 		}
 	}()
-	cfg := config.Default()
-	// Decisions are logged at info as in production, in JSON, to o.log
-	// (io.Discard by default): the formatting cost stays, the terminal's
-	// does not.
-	log := slog.New(slog.NewJSONHandler(o.log, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
 	dir, err := os.MkdirTemp("", "keygate-bench-")
 	if err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "k.db"), store.Options{
-		MaxConns: cfg.Database.MaxConns, QueryTimeout: cfg.Database.Timeout,
-		ConnectTimeout: cfg.Database.ConnectTimeout, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening the key database: %w", err)
-	}
-	cleanups = append(cleanups, func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrating the key database: %w", err)
-	}
 
-	fl := make([]keys.Format, len(cfg.KeyFormats))
-	for i, f := range cfg.KeyFormats {
-		fl[i] = keys.Format{Prefix: f.Prefix, Env: keys.Env(f.Env), Checksum: f.HasChecksum()}
-	}
-	formats, err := keys.NewFormats(fl)
-	if err != nil {
-		return nil, err
-	}
-	hasher := keys.NewHasher([]byte("keygate-bench-pepper"))
-	svc, err := admin.New(admin.Config{
-		Formats: formats, Hasher: hasher, Plans: []string{benchPlan},
-		ValidScope: func(string) error { return nil }, Grace: time.Hour, Now: time.Now,
-	}, db)
-	if err != nil {
-		return nil, err
-	}
-	created, err := svc.Create(ctx, admin.CreateRequest{
-		Tenant: "acme", Name: "bench", Env: keys.Env("live"), Scopes: []string{"patients:read"}, Plan: benchPlan,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating the bench key: %w", err)
-	}
+	cfg := config.Default()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Database.URL = "sqlite:" + filepath.Join(dir, "k.db")
+	cfg.Database.Pepper = "keygate-bench-pepper"
+	cfg.Plans[benchPlan] = []config.Window{{Limit: 1_000_000_000, Period: time.Hour}}
+	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
+	// Decisions are logged at info as in production, in JSON, to o.log
+	// (io.Discard by default): the formatting cost stays, the terminal's
+	// does not.
+	log := kgserver.NewLogger(config.Log{Level: "info", Format: "json"}, o.log)
 
-	pol, err := policyFor(cfg)
+	key, err := seedKey(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	lim, err := limits.New(limits.Config{
-		Plans:    map[string][]limits.Window{benchPlan: {{Limit: 1_000_000_000, Period: time.Hour}}},
-		RedisURL: o.redisURL, KeyPrefix: o.keyPrefix,
-		OnRedisError: limits.Mode(cfg.Limits.OnRedisError), Timeout: cfg.Redis.Timeout,
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("limits: %w", err)
-	}
-	cleanups = append(cleanups, func() { lim.Close() })
-	kc, err := cache.New(cache.Config{
-		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
-		QueryTimeout: cfg.Database.Timeout, WarmStart: true,
-	}, db, log)
+	srv, err := kgserver.New(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, kc.Close)
-	rec, err := usage.New(usage.Config{FlushInterval: cfg.Database.LastUsedFlush, Timeout: cfg.Database.Timeout}, db, log)
-	if err != nil {
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	cleanups = append(cleanups, func() { stopRun(); <-done })
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		return nil, fmt.Errorf("keygate: %w", err)
+	}
+	grpcAddr, httpAddr := srv.Addrs()
+	if err := waitReady(ctx, "http://"+httpAddr.String()+"/readyz", 30*time.Second); err != nil {
 		return nil, err
 	}
-	metrics, err := extauthz.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		return nil, err
-	}
-	srv, err := extauthz.New(extauthz.Config{
-		Formats: formats, Hasher: hasher, Policy: pol,
-		Headers: extauthz.HeaderNames{
-			Auth: cfg.Auth.Header, Org: cfg.Organization.Header,
-			KeyID: cfg.Headers.KeyID, Tenant: cfg.Headers.Tenant, OrgOut: cfg.Headers.Org,
-			Env: cfg.Headers.Env, Scopes: cfg.Headers.Scopes, Plan: cfg.Headers.Plan,
-		},
-		Realm: cfg.Auth.Realm,
-	}, kc, lim, rec, metrics, log)
-	if err != nil {
-		return nil, err
-	}
-
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	bgDone := make(chan struct{}, 3)
-	for _, run := range []func(context.Context) error{kc.Run, rec.Run, lim.Run} {
-		go func() { _ = run(bg); bgDone <- struct{}{} }()
-	}
-	cleanups = append(cleanups, func() {
-		stopBG()
-		for range 3 {
-			<-bgDone
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !kc.Ready() {
-		if time.Now().After(deadline) {
-			return nil, errors.New("the key cache did not become ready in 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-
-	gs, err := grpcServer()
-	if err != nil {
-		return nil, err
-	}
-	srv.Register(gs)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	addr, stop, err := listen(gs)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, stop)
 	return &server{
-		addr: addr, key: created.Key, stop: cleanup,
+		addr: grpcAddr.String(), key: key, stop: cleanup,
 		stats: func() serverStats {
-			ls, cs := lim.Stats(), kc.Stats()
-			return serverStats{RedisCalls: ls.RedisCalls, RedisErrors: ls.RedisErrors, CacheHits: cs.Hits, CacheMisses: cs.Misses}
+			st := srv.Stats()
+			return serverStats{RedisCalls: st.Limits.RedisCalls, RedisErrors: st.Limits.RedisErrors, CacheHits: st.Cache.Hits, CacheMisses: st.Cache.Misses}
 		},
 	}, nil
+}
+
+// seedKey creates the database and the benchmark's key through the same
+// lifecycle service the CLI and the admin API use.
+func seedKey(ctx context.Context, cfg config.Config, log *slog.Logger) (string, error) {
+	db, err := kgserver.OpenDB(ctx, cfg, log, true)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	svc, err := kgserver.NewAdmin(cfg, db)
+	if err != nil {
+		return "", err
+	}
+	created, err := svc.Create(ctx, admin.CreateRequest{
+		Tenant: "acme", Name: "bench", Env: keys.EnvLive, Scopes: []string{"patients:read"}, Plan: benchPlan,
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating the bench key: %w", err)
+	}
+	return created.Key, nil
+}
+
+// waitReady polls a /readyz URL until it answers 200, as an orchestrator
+// would before sending traffic.
+func waitReady(ctx context.Context, url string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("keygate not ready within %v", within)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // redisReachable pings the Redis at url.
