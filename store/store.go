@@ -1,7 +1,3 @@
-// Package store is Keygate's key database: key records, grants and the
-// change feed that keeps every replica's cache current. SQLite (embedded,
-// the default) and PostgreSQL implement the same DB interface and pass the
-// same test suite.
 package store
 
 import (
