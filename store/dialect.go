@@ -40,7 +40,7 @@ type dialectSQL struct {
 
 // queries runs statements on a dialect's read connections or in one of its
 // transactions, encoding arguments and scanning rows the dialect's way.
-// Statements use $N placeholders, which both drivers bind by position.
+// Statements use $N placeholders, which both drivers bind by number.
 type queries interface {
 	codec
 	key(ctx context.Context, query string, args ...any) (keys.Record, error)

@@ -7,7 +7,7 @@ import (
 )
 
 // The statements both dialects run as written: modernc.org/sqlite binds
-// $N by position as PostgreSQL does, and both name the row an upsert
+// $N to the Nth argument as PostgreSQL does, and both name the row an upsert
 // conflicts with by its table. dialectSQL holds the ones that differ.
 const (
 	keyColumns   = `id, hash, prefix, last4, tenant, name, env, scopes, plan, lineage, created_at, expires_at, revoked_at, last_used_at, rolled_at, replaced_by, imported, version`
