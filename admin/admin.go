@@ -140,7 +140,7 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	rec.Lineage = rec.ID
 	out, err := s.db.InsertKey(ctx, rec)
 	if err != nil {
-		return Created{}, fmt.Errorf("admin: storing key: %w", err)
+		return Created{}, err
 	}
 	return Created{Record: out, Key: key}, nil
 }
@@ -217,11 +217,7 @@ func (s *Service) Import(ctx context.Context, r ImportRequest) (keys.Record, err
 		ID: id, Hash: h, Prefix: disp, Last4: r.Last4, Tenant: r.Tenant, Name: r.Name, Env: f.Env,
 		Scopes: nonNil(r.Scopes), Plan: plan, Lineage: id, CreatedAt: s.cfg.Now().UTC(), Imported: true,
 	}
-	out, err := s.db.InsertKey(ctx, rec)
-	if err != nil {
-		return keys.Record{}, fmt.Errorf("admin: storing imported key: %w", err)
-	}
-	return out, nil
+	return s.db.InsertKey(ctx, rec)
 }
 
 // ListRequest filters List.
@@ -305,7 +301,7 @@ func (s *Service) Roll(ctx context.Context, id string, grace time.Duration) (old
 	rec.ExpiresAt = cur.ExpiresAt
 	old, next, err := s.db.RollKey(ctx, id, rec, now, now.Add(grace))
 	if err != nil {
-		return keys.Record{}, Created{}, fmt.Errorf("admin: rolling key: %w", err)
+		return keys.Record{}, Created{}, err
 	}
 	return old, Created{Record: next, Key: key}, nil
 }

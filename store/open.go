@@ -49,11 +49,11 @@ const (
 func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.MaxConns < 0:
-		return o, fmt.Errorf("store: MaxConns must not be negative, got %d", o.MaxConns)
+		return o, fmt.Errorf("store option MaxConns must not be negative, got %d", o.MaxConns)
 	case o.QueryTimeout < 0:
-		return o, fmt.Errorf("store: QueryTimeout must not be negative, got %s", o.QueryTimeout)
+		return o, fmt.Errorf("store option QueryTimeout must not be negative, got %s", o.QueryTimeout)
 	case o.ConnectTimeout < 0:
-		return o, fmt.Errorf("store: ConnectTimeout must not be negative, got %s", o.ConnectTimeout)
+		return o, fmt.Errorf("store option ConnectTimeout must not be negative, got %s", o.ConnectTimeout)
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns
@@ -100,7 +100,7 @@ func Open(ctx context.Context, url string, opts Options) (DB, error) {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return OpenPostgres(ctx, url, opts)
 	case url == "":
-		return nil, errors.New("store: database URL is empty; use sqlite:PATH or postgres://HOST/DB")
+		return nil, errors.New("database URL is empty; use sqlite:PATH or postgres://HOST/DB")
 	}
 	scheme, _, ok := strings.Cut(url, ":")
 	if !ok {
@@ -109,5 +109,5 @@ func Open(ctx context.Context, url string, opts Options) (DB, error) {
 	if len(scheme) > 20 {
 		scheme = scheme[:20] + "..."
 	}
-	return nil, fmt.Errorf("store: unsupported database URL scheme %q: accepted are sqlite:PATH, sqlite://PATH, postgres:// and postgresql://", scheme)
+	return nil, fmt.Errorf("unsupported database URL scheme %q: accepted are sqlite:PATH, sqlite://PATH, postgres:// and postgresql://", scheme)
 }

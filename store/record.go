@@ -1,7 +1,6 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -37,15 +36,21 @@ func scopesOrEmpty(s []string) []string {
 	return s
 }
 
+// invalidRecord refuses a key record or grant that cannot be stored, before
+// any statement runs; its text says why.
+type invalidRecord string
+
+func (e invalidRecord) Error() string { return string(e) }
+
 // prepareKey validates a record for insertion and normalises it as it will
 // be stored: times in UTC at microsecond precision, CreatedAt defaulted to
 // now, Lineage defaulted to the key's own ID, scopes never nil.
 func prepareKey(r keys.Record) (keys.Record, error) {
 	if r.ID == "" {
-		return r, errors.New("store: key record has no ID")
+		return r, invalidRecord("key record has no ID")
 	}
 	if r.Hash == (keys.Hash{}) {
-		return r, fmt.Errorf("store: key record %s has an all-zero hash", r.ID)
+		return r, invalidRecord(fmt.Sprintf("key record %s has an all-zero hash", r.ID))
 	}
 	if r.Lineage == "" {
 		r.Lineage = r.ID
@@ -62,7 +67,7 @@ func prepareKey(r keys.Record) (keys.Record, error) {
 // prepareGrant validates a grant for SetGrant and normalises it.
 func prepareGrant(g keys.Grant) (keys.Grant, error) {
 	if g.Tenant == "" || g.Org == "" {
-		return g, fmt.Errorf("store: grant needs a tenant and an organization, got tenant %q org %q", g.Tenant, g.Org)
+		return g, invalidRecord(fmt.Sprintf("grant needs a tenant and an organization, got tenant %q org %q", g.Tenant, g.Org))
 	}
 	g.UpdatedAt = orNow(g.UpdatedAt)
 	if g.CreatedAt.IsZero() {
@@ -108,16 +113,15 @@ func mergeChanges(after int64, limit int, ks []keys.Record, gs []keys.Grant) Cha
 	return ch
 }
 
-// errRolled is returned (wrapping ErrRolled) by RollKey for a key that was
-// rolled already.
-func errRolled(id, by string) error {
-	return fmt.Errorf("%w: key %s was already replaced by %s", ErrRolled, id, by)
+// errRevoked is the refusal to change a revoked key.
+func errRevoked(id string) error {
+	return fmt.Errorf("key %s is %w", id, ErrRevoked)
 }
 
 // revoke marks r revoked at at (zero: now), once.
 func revoke(r *keys.Record, at time.Time) error {
 	if !r.RevokedAt.IsZero() {
-		return ErrRevoked
+		return errRevoked(r.ID)
 	}
 	r.RevokedAt = orNow(at)
 	return nil
@@ -126,7 +130,7 @@ func revoke(r *keys.Record, at time.Time) error {
 // setExpiry changes r's expiry (zero: never); a revoked key is final.
 func setExpiry(r *keys.Record, at time.Time) error {
 	if !r.RevokedAt.IsZero() {
-		return ErrRevoked
+		return errRevoked(r.ID)
 	}
 	r.ExpiresAt = dbTime(at)
 	return nil
@@ -137,9 +141,9 @@ func setExpiry(r *keys.Record, at time.Time) error {
 func prepareRoll(old, next keys.Record) (keys.Record, error) {
 	switch {
 	case !old.RevokedAt.IsZero():
-		return next, ErrRevoked
+		return next, errRevoked(old.ID)
 	case old.ReplacedBy != "":
-		return next, errRolled(old.ID, old.ReplacedBy)
+		return next, fmt.Errorf("key %s was %w to %s", old.ID, ErrRolled, old.ReplacedBy)
 	}
 	next.Lineage = old.Lineage
 	return prepareKey(next)

@@ -1,5 +1,12 @@
 package store
 
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+)
+
 // migration is one step of the schema, in both dialects. Steps are applied
 // in order, each once, and recorded in schema_migrations; a released step
 // is never edited, only followed by new ones.
@@ -106,4 +113,19 @@ CREATE TABLE grants (
 CREATE INDEX grants_version_idx ON grants (version);
 `,
 	}}
+}
+
+// applyMigrations runs apply for each migration whose version is not in
+// applied, oldest first, inside the caller's migration transaction.
+func applyMigrations(ctx context.Context, log *slog.Logger, database string, applied []int, apply func(m migration) error) error {
+	for _, m := range migrations() {
+		if slices.Contains(applied, m.version) {
+			continue
+		}
+		if err := apply(m); err != nil {
+			return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+		}
+		log.InfoContext(ctx, "applied schema migration", "database", database, "version", m.version, "name", m.name)
+	}
+	return nil
 }

@@ -1,7 +1,3 @@
-// Package store is Keygate's key database: key records, grants and the
-// change feed that keeps every replica's cache current. SQLite (embedded,
-// the default) and PostgreSQL implement the same DB interface and pass the
-// same test suite.
 package store
 
 import (
@@ -14,15 +10,18 @@ import (
 
 // Errors callers check with errors.Is. Any other error is a technical
 // failure (database down, timeout) and must never be read as "unknown key".
+// Each is wrapped in a sentence about its subject, which reads once:
+// "key key_x not found", "key key_x is revoked".
 var (
-	ErrNotFound = errors.New("store: not found")
+	// ErrNotFound: no key or grant (in force) has the id asked for.
+	ErrNotFound = errors.New("not found")
 	// ErrConflict: a key with the same hash (or id) exists already.
-	ErrConflict = errors.New("store: already exists")
+	ErrConflict = errors.New("already exists")
 	// ErrRevoked: the operation needs an active key and the key is revoked.
-	ErrRevoked = errors.New("store: key is revoked")
+	ErrRevoked = errors.New("revoked")
 	// ErrRolled: RollKey was asked to roll a key that a roll already
 	// replaced; roll its replacement instead.
-	ErrRolled = errors.New("store: key was already rolled")
+	ErrRolled = errors.New("already rolled")
 )
 
 // ListFilter selects keys for listing. Results are ordered by ID.

@@ -424,3 +424,36 @@ func BenchmarkBulkInsertKeys(b *testing.B) {
 		})
 	}
 }
+
+// TestTechnicalErrorsNameTheDatabase: a failure that is no refusal names
+// the database once, before the driver's own words, and is never read as
+// "not found".
+func TestTechnicalErrorsNameTheDatabase(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(t testing.TB) DB
+	}{
+		{"sqlite", openSQLiteTest},
+		{"postgres", openPGTest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := tc.open(t)
+			db.Close()
+			calls := map[string]func() error{
+				"KeyByID":   func() error { _, err := db.KeyByID(t.Context(), "key_x"); return err },
+				"RevokeKey": func() error { _, err := db.RevokeKey(t.Context(), "key_x", time.Now()); return err },
+				"Changes":   func() error { _, err := db.Changes(t.Context(), 0, 0); return err },
+				"Ping":      func() error { return db.Ping(t.Context()) },
+			}
+			for call, f := range calls {
+				err := f()
+				if err == nil || errors.Is(err, ErrNotFound) {
+					t.Fatalf("%s on a closed database: err = %v, want a technical error", call, err)
+				}
+				if msg := err.Error(); !strings.HasPrefix(msg, tc.name+": ") || strings.Count(msg, tc.name) != 1 || strings.Contains(msg, "store:") {
+					t.Errorf("%s: %q, want %q once, first", call, msg, tc.name+": ")
+				}
+			}
+		})
+	}
+}

@@ -29,6 +29,7 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"InsertConflict", testInsertConflict},
 		{"InsertInvalid", testInsertInvalid},
 		{"NotFound", testNotFound},
+		{"ErrorsReadOnce", testErrorsReadOnce},
 		{"Revoke", testRevoke},
 		{"SetExpiry", testSetExpiry},
 		{"ListKeys", testListKeys},
@@ -200,6 +201,69 @@ func testNotFound(t *testing.T, db DB) {
 	// RollKey of an unknown key must not have inserted next.
 	if _, err := db.KeyByID(ctx, "key_next"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("next key of a failed roll: err = %v, want ErrNotFound", err)
+	}
+}
+
+// testErrorsReadOnce pins the text of every refusal: one sentence about
+// its subject, each word once, the sentinel still found by errors.Is.
+func testErrorsReadOnce(t *testing.T, db DB) {
+	ctx := t.Context()
+	now := time.Now()
+	revoked := must[keys.Record](t)(db.InsertKey(ctx, newRecord("key_gone", "t")))
+	must[keys.Record](t)(db.RevokeKey(ctx, revoked.ID, now))
+	old := must[keys.Record](t)(db.InsertKey(ctx, newRecord("key_old", "t")))
+	must2 := func(_, _ keys.Record, err error) error { return err }
+	if err := must2(db.RollKey(ctx, old.ID, newRecord("key_new", "t"), now, now.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	sameHash := newRecord("key_twin", "t")
+	sameHash.Hash = old.Hash
+	tests := []struct {
+		name string
+		call func() error
+		is   error
+		want string
+	}{
+		{"KeyByID", func() error { _, err := db.KeyByID(ctx, "key_x"); return err }, ErrNotFound, "key key_x not found"},
+		{"KeyByHash", func() error { _, err := db.KeyByHash(ctx, keys.Hash{1}); return err }, ErrNotFound, "key not found"},
+		{"RevokeKey unknown", func() error { _, err := db.RevokeKey(ctx, "key_x", now); return err }, ErrNotFound, "key key_x not found"},
+		{"SetExpiry unknown", func() error { _, err := db.SetExpiry(ctx, "key_x", now); return err }, ErrNotFound, "key key_x not found"},
+		{"RollKey unknown", func() error {
+			return must2(db.RollKey(ctx, "key_x", newRecord("key_y", "t"), now, now))
+		}, ErrNotFound, "key key_x not found"},
+		{"RevokeGrant unknown", func() error { _, err := db.RevokeGrant(ctx, "t", "org_x", now); return err }, ErrNotFound,
+			"grant of tenant t in org org_x not found"},
+		{"RevokeKey revoked", func() error { _, err := db.RevokeKey(ctx, revoked.ID, now); return err }, ErrRevoked, "key key_gone is revoked"},
+		{"SetExpiry revoked", func() error { _, err := db.SetExpiry(ctx, revoked.ID, now); return err }, ErrRevoked, "key key_gone is revoked"},
+		{"RollKey revoked", func() error {
+			return must2(db.RollKey(ctx, revoked.ID, newRecord("key_y", "t"), now, now))
+		}, ErrRevoked, "key key_gone is revoked"},
+		{"RollKey rolled", func() error {
+			return must2(db.RollKey(ctx, old.ID, newRecord("key_y", "t"), now, now))
+		}, ErrRolled, "key key_old was already rolled to key_new"},
+		{"InsertKey same id", func() error { _, err := db.InsertKey(ctx, newRecord("key_old", "t")); return err }, ErrConflict,
+			"key key_old or its hash already exists"},
+		{"InsertKey same hash", func() error { _, err := db.InsertKey(ctx, sameHash); return err }, ErrConflict,
+			"key key_twin or its hash already exists"},
+		{"RollKey to a taken id", func() error {
+			return must2(db.RollKey(ctx, "key_new", newRecord("key_old", "t"), now, now))
+		}, ErrConflict, "key key_old or its hash already exists"},
+		{"RollKey to an invalid key", func() error {
+			return must2(db.RollKey(ctx, "key_new", keys.Record{ID: "key_y"}, now, now))
+		}, nil, "key record key_y has an all-zero hash"},
+		{"SetGrant without org", func() error { _, err := db.SetGrant(ctx, keys.Grant{Tenant: "t"}); return err }, nil,
+			`grant needs a tenant and an organization, got tenant "t" org ""`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tc.is)
+			}
+		})
 	}
 }
 

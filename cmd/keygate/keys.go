@@ -12,7 +12,6 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keys"
-	"github.com/keygate/keygate/store"
 )
 
 func cmdKeys(ctx context.Context, args []string, e env) error {
@@ -142,14 +141,11 @@ func splitList(s string) []string {
 	return out
 }
 
-// explain turns store errors into messages for a person at a terminal.
+// explain gives a lifecycle error its exit status: 2 for a bad request, 1
+// for anything else. Its text already reads once for a person at a
+// terminal ("key key_x not found"), so it gets no prefix.
 func explain(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return &exitError{code: 1, err: fmt.Errorf("not found: %w", err)}
-	case errors.Is(err, store.ErrConflict):
-		return &exitError{code: 1, err: fmt.Errorf("already exists: %w", err)}
-	case errors.Is(err, admin.ErrInvalid):
+	if errors.Is(err, admin.ErrInvalid) {
 		return &exitError{code: 2, err: err}
 	}
 	return err

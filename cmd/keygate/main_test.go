@@ -149,6 +149,30 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
+// TestCLIRefusalsReadOnce: a refusal from the key database reaches the
+// terminal as one sentence, each word once (main adds only "keygate: ").
+func TestCLIRefusalsReadOnce(t *testing.T) {
+	c := newCLI(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"show", []string{"keys", "show", "key_x"}, "key key_x not found"},
+		{"revoke", []string{"keys", "revoke", "key_x"}, "key key_x not found"},
+		{"roll", []string{"keys", "roll", "key_x"}, "key key_x not found"},
+		{"revoke grant", []string{"grants", "revoke", "--tenant", "a", "--org", "b"}, "grant of tenant a in org b not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errs, code := c.run(tc.args...)
+			if code != 1 || errs != tc.want || out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", code, out, errs, tc.want)
+			}
+		})
+	}
+}
+
 func TestVersion(t *testing.T) {
 	c := newCLI(t)
 	if out := c.ok("version"); !strings.HasPrefix(out, "keygate ") {

@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/keygate/keygate/keys"
+)
+
+// dialect is what differs between SQLite and PostgreSQL under DB's reads
+// and versioned writes: how a snapshot and a versioned write transaction
+// are opened and locked, the few statements whose text differs, and how
+// the driver reports a uniqueness violation. keyDB writes the rest once.
+type dialect interface {
+	// snapshot runs fn in a read-only transaction that sees one snapshot
+	// of both tables.
+	snapshot(ctx context.Context, fn func(queries) error) error
+	// versioned runs fn in a write transaction that holds the right to
+	// draw versions until it ends (SQLite: BEGIN IMMEDIATE on the one
+	// writer connection; PostgreSQL: the version lock), so that versions
+	// become visible in the order they were drawn. It commits when fn
+	// returns nil, announcing last, the highest version fn drew (0: none),
+	// where the database can (PostgreSQL: NOTIFY).
+	versioned(ctx context.Context, fn func(queries) (last int64, err error)) error
+	// duplicate reports whether err is a uniqueness violation. ("No rows"
+	// is sql.ErrNoRows for both drivers: pgx.ErrNoRows wraps it.)
+	duplicate(err error) bool
+}
+
+// dialectSQL is the statements whose text differs between the dialects.
+type dialectSQL struct {
+	// nextVersions reserves $1 consecutive versions; it returns the last.
+	nextVersions string
+	// version returns the newest committed version.
+	version string
+	// lockKey reads key $1 and keeps other writers off it until the
+	// transaction ends.
+	lockKey string
+}
+
+// queries runs statements on a dialect's read connections or in one of its
+// transactions, encoding arguments and scanning rows the dialect's way.
+// Statements use $N placeholders, which both drivers bind by number.
+type queries interface {
+	codec
+	key(ctx context.Context, query string, args ...any) (keys.Record, error)
+	keys(ctx context.Context, query string, args ...any) ([]keys.Record, error) // never nil
+	grant(ctx context.Context, query string, args ...any) (keys.Grant, error)
+	grants(ctx context.Context, query string, args ...any) ([]keys.Grant, error) // never nil
+	scalar(ctx context.Context, query string, args ...any) (int64, error)
+	exec(ctx context.Context, query string, args ...any) error
+}
+
+// codec encodes the values the dialects store differently: SQLite keeps
+// times as INTEGER microseconds and scopes as a JSON array, PostgreSQL as
+// timestamptz and text[]. The zero time is NULL in both.
+type codec interface {
+	time(t time.Time) any
+	scopes(s []string) any
+}
+
+// writeTx is one versioned write transaction as DB's rules see it. Every
+// key and grant change goes through its methods, which draw the change's
+// version and word the database's refusals, so whatever must commit
+// together with a change (an audit event, an outbox row) is added here,
+// once, for both databases.
+type writeTx struct {
+	q    queries
+	db   *keyDB
+	last int64 // the highest version drawn
+}
+
+func (t *writeTx) nextVersion(ctx context.Context) (int64, error) {
+	v, err := t.q.scalar(ctx, t.db.sql.nextVersions, 1)
+	if err != nil {
+		return 0, err
+	}
+	t.last = v
+	return v, nil
+}
+
+// lockKey reads key id for a change.
+func (t *writeTx) lockKey(ctx context.Context, id string) (keys.Record, error) {
+	r, err := t.q.key(ctx, t.db.sql.lockKey, id)
+	return r, t.db.named(err, "key "+id)
+}
+
+// insertKey stores r with a new version.
+func (t *writeTx) insertKey(ctx context.Context, r *keys.Record) error {
+	v, err := t.nextVersion(ctx)
+	if err != nil {
+		return err
+	}
+	r.Version = v
+	return t.db.named(t.q.exec(ctx, stmtInsertKey, keyArgs(t.q, r)...), "key "+r.ID+" or its hash")
+}
+
+// updateKey stores r's mutable fields (expiry, revocation, roll) with a
+// new version.
+func (t *writeTx) updateKey(ctx context.Context, r *keys.Record) error {
+	v, err := t.nextVersion(ctx)
+	if err != nil {
+		return err
+	}
+	r.Version = v
+	return t.q.exec(ctx, stmtUpdateKey, t.q.time(r.ExpiresAt), t.q.time(r.RevokedAt), t.q.time(r.RolledAt),
+		nullString(r.ReplacedBy), r.Version, r.ID)
+}
+
+// putGrant stores g with a new version, replacing the grant for its
+// (Tenant, Org).
+func (t *writeTx) putGrant(ctx context.Context, g keys.Grant) (keys.Grant, error) {
+	v, err := t.nextVersion(ctx)
+	if err != nil {
+		return keys.Grant{}, err
+	}
+	return t.q.grant(ctx, stmtPutGrant, g.Tenant, g.Org, t.q.scopes(g.Scopes), t.q.time(g.CreatedAt),
+		t.q.time(g.UpdatedAt), t.q.time(g.RevokedAt), v)
+}
+
+// revokeGrant ends the grant of tenant in org, if one is in force, with a
+// new version.
+func (t *writeTx) revokeGrant(ctx context.Context, tenant, org string, at time.Time) (keys.Grant, error) {
+	v, err := t.nextVersion(ctx)
+	if err != nil {
+		return keys.Grant{}, err
+	}
+	g, err := t.q.grant(ctx, stmtRevokeGrant, t.q.time(at), v, tenant, org)
+	return g, t.db.named(err, grantName(tenant, org))
+}
+
+func grantName(tenant, org string) string {
+	return "grant of tenant " + tenant + " in org " + org
+}
