@@ -20,6 +20,8 @@ type Config struct {
 	Database        Database            `yaml:"database"`
 	Redis           Redis               `yaml:"redis"`
 	Admin           Admin               `yaml:"admin"`
+	Audit           Audit               `yaml:"audit"`
+	Usage           Usage               `yaml:"usage"`
 	Cache           Cache               `yaml:"cache"`
 	KeyFormats      []KeyFormat         `yaml:"key_formats"`
 	Plans           map[string][]Window `yaml:"plans"`
@@ -102,7 +104,29 @@ type Redis struct {
 
 // Admin configures the admin API; an empty token turns it off.
 type Admin struct {
-	Token string `yaml:"token"`
+	// Token is one admin token, named "default" with role admin
+	// (KEYGATE_ADMIN_TOKEN); Tokens are named tokens with roles.
+	Token  string       `yaml:"token"`
+	Tokens []AdminToken `yaml:"tokens"`
+}
+
+// AdminToken is one named admin token: its SHA-256 (hex), never the
+// token, and its role (admin, viewer or portal).
+type AdminToken struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+	Role   string `yaml:"role"`
+}
+
+// Audit keeps the audit log.
+type Audit struct {
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Usage counts each key's decisions per hour.
+type Usage struct {
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	Retention     time.Duration `yaml:"retention"`
 }
 
 // Cache sizes the key cache.

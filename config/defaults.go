@@ -16,6 +16,8 @@ func Default() Config {
 		},
 		Redis:        Redis{Timeout: 50 * time.Millisecond, KeyPrefix: "keygate:"},
 		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, WarmStart: true},
+		Audit:        Audit{Retention: 365 * 24 * time.Hour},
+		Usage:        Usage{FlushInterval: 10 * time.Second, Retention: 90 * 24 * time.Hour},
 		KeyFormats:   DefaultKeyFormats(),
 		Plans:        DefaultPlans(),
 		Limits:       Limits{OnRedisError: "local"},

@@ -48,6 +48,9 @@ func (c *Config) Validate() error {
 		"redis.timeout":            c.Redis.Timeout,
 		"cache.negative_ttl":       c.Cache.NegativeTTL,
 		"roll.grace":               c.Roll.Grace,
+		"audit.retention":          c.Audit.Retention,
+		"usage.flush_interval":     c.Usage.FlushInterval,
+		"usage.retention":          c.Usage.Retention,
 	}
 	for field, d := range positive {
 		if d <= 0 {

@@ -26,6 +26,11 @@ type migration struct {
 // zero time. version is the change-feed version from one counter shared by
 // keys and grants: the one-row table version_counter in SQLite, the
 // sequence change_version in PostgreSQL.
+//
+// audit_events ids sort by time (see newEventID), so that the newest
+// events, a page after a cursor and the events before a retention horizon
+// are all ranges of an index. key_usage counts a key's decisions per hour
+// (hour: Unix seconds of the hour's start), added to by every replica.
 func migrations() []migration {
 	return []migration{{
 		version: 1,
@@ -111,6 +116,65 @@ CREATE TABLE grants (
 	PRIMARY KEY (tenant, org)
 );
 CREATE INDEX grants_version_idx ON grants (version);
+`,
+	}, {
+		version: 2,
+		name:    "audit events and usage counts",
+		sqlite: `
+CREATE TABLE audit_events (
+	id         TEXT PRIMARY KEY,
+	at         INTEGER NOT NULL,
+	action     TEXT NOT NULL,
+	tenant     TEXT NOT NULL,
+	key_id     TEXT,
+	actor_type TEXT NOT NULL,
+	actor_name TEXT NOT NULL,
+	source_ip  TEXT,
+	request_id TEXT,
+	details    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_tenant_idx ON audit_events (tenant, id);
+CREATE INDEX audit_events_key_idx ON audit_events (key_id, id);
+
+CREATE TABLE key_usage (
+	key_id       TEXT NOT NULL,
+	hour         INTEGER NOT NULL,
+	tenant       TEXT NOT NULL,
+	allowed      INTEGER NOT NULL DEFAULT 0,
+	rate_limited INTEGER NOT NULL DEFAULT 0,
+	denied       INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (key_id, hour)
+);
+CREATE INDEX key_usage_tenant_idx ON key_usage (tenant, hour);
+CREATE INDEX key_usage_hour_idx ON key_usage (hour);
+`,
+		postgres: `
+CREATE TABLE audit_events (
+	id         text PRIMARY KEY,
+	at         timestamptz NOT NULL,
+	action     text NOT NULL,
+	tenant     text NOT NULL,
+	key_id     text,
+	actor_type text NOT NULL,
+	actor_name text NOT NULL,
+	source_ip  text,
+	request_id text,
+	details    jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_tenant_idx ON audit_events (tenant, id);
+CREATE INDEX audit_events_key_idx ON audit_events (key_id, id);
+
+CREATE TABLE key_usage (
+	key_id       text NOT NULL,
+	hour         bigint NOT NULL,
+	tenant       text NOT NULL,
+	allowed      bigint NOT NULL DEFAULT 0,
+	rate_limited bigint NOT NULL DEFAULT 0,
+	denied       bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (key_id, hour)
+);
+CREATE INDEX key_usage_tenant_idx ON key_usage (tenant, hour);
+CREATE INDEX key_usage_hour_idx ON key_usage (hour);
 `,
 	}}
 }
