@@ -71,7 +71,8 @@ func cmdKeys(ctx context.Context, args []string, e env) error {
 			if err := noArgs(pos); err != nil {
 				return nil, err
 			}
-			return s.List(ctx, r)
+			rs, _, err := s.List(ctx, r)
+			return rs, err
 		}
 	case "show", "revoke":
 		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
@@ -149,6 +150,8 @@ func explain(err error) error {
 		return &exitError{code: 1, err: fmt.Errorf("not found: %w", err)}
 	case errors.Is(err, store.ErrConflict):
 		return &exitError{code: 1, err: fmt.Errorf("already exists: %w", err)}
+	case errors.Is(err, admin.ErrAlreadyRevoked):
+		return &exitError{code: 1, err: err}
 	case errors.Is(err, admin.ErrInvalid):
 		return &exitError{code: 2, err: err}
 	}
