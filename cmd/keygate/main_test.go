@@ -37,14 +37,7 @@ func (c *cli) run(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, env{stdout: &out, stderr: &errb, lookup: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }})
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		errb.WriteString(err.Error())
-	}
+	code = report(&errb, err) // as main prints it
 	return out.String(), errb.String(), code
 }
 
