@@ -1,13 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,8 @@ filter builds it, and print the answer: what Envoy would forward upstream
 on ALLOW, what the client would get on DENY.
 
 Output (without --json) is these blocks, in this order, each always
-printed; header lines are sorted, and "(none)" stands for an empty block:
+printed; header lines are sorted by name, and "(none)" stands for an
+empty block:
 
   ALLOW
   Headers for the upstream:       headers Keygate adds to the request
@@ -224,12 +226,15 @@ func printOptions(w io.Writer, opts []*corev3.HeaderValueOption) {
 		fmt.Fprintln(w, "  (none)")
 		return
 	}
-	lines := make([]string, 0, len(opts))
-	for _, o := range opts {
-		lines = append(lines, fmt.Sprintf("  %s: %s", o.GetHeader().GetKey(), o.GetHeader().GetValue()))
+	hs := make([]*corev3.HeaderValue, len(opts))
+	for i, o := range opts {
+		hs[i] = o.GetHeader()
 	}
-	sort.Strings(lines)
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
+	// By name, then value: "ratelimit" before "ratelimit-policy".
+	slices.SortStableFunc(hs, func(a, b *corev3.HeaderValue) int {
+		return cmp.Or(strings.Compare(a.GetKey(), b.GetKey()), strings.Compare(a.GetValue(), b.GetValue()))
+	})
+	for _, h := range hs {
+		fmt.Fprintf(w, "  %s: %s\n", h.GetKey(), h.GetValue())
 	}
 }

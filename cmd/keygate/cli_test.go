@@ -320,13 +320,15 @@ func TestCheckOutput(t *testing.T) {
 		{"allow", &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			Headers:              []*corev3.HeaderValueOption{hdr("x-keygate-tenant", "acme"), hdr("x-keygate-env", "live")},
 			HeadersToRemove:      []string{"authorization", "x-keygate-spoof"},
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{hdr("x-ratelimit-limit", "10")},
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{hdr("x-ratelimit-limit", "10"), hdr("ratelimit-policy", `"1h";q=10;w=3600`), hdr("ratelimit", `"1h";r=9;t=1`)},
 		}}}, `ALLOW
 Headers for the upstream:
   x-keygate-env: live
   x-keygate-tenant: acme
 Removed from the request: authorization, x-keygate-spoof
 Headers for the client:
+  ratelimit: "1h";r=9;t=1
+  ratelimit-policy: "1h";q=10;w=3600
   x-ratelimit-limit: 10
 `},
 		{"allow, empty blocks", &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, `ALLOW
