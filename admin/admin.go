@@ -19,6 +19,11 @@ import (
 // ErrInvalid is wrapped by every validation error; its text names the field.
 var ErrInvalid = errors.New("invalid request")
 
+// ErrAlreadyRevoked is returned by Revoke for a key revoked before: a
+// second revoke is reported, not silently accepted, so that whoever runs it
+// learns that someone else got there first (the key is returned as stored).
+var ErrAlreadyRevoked = errors.New("already revoked")
+
 func invalid(field, format string, a ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, a...))
 }
@@ -76,6 +81,9 @@ type Created struct {
 }
 
 func (s *Service) validateCommon(tenant, name string, scopes []string, plan string) error {
+	if tenant == "" {
+		return invalid("tenant", "required")
+	}
 	if !tenantRE.MatchString(tenant) {
 		return invalid("tenant", "%q must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit", tenant)
 	}
@@ -105,7 +113,7 @@ func (s *Service) format(env keys.Env, prefix string) (keys.Format, error) {
 		return f, nil
 	}
 	if env == "" {
-		env = keys.EnvTest
+		env = s.defaultEnv()
 	}
 	if !env.Valid() {
 		return keys.Format{}, invalid("env", "%q is not test or live", env)
@@ -115,6 +123,16 @@ func (s *Service) format(env keys.Env, prefix string) (keys.Format, error) {
 		return f, invalid("env", "no key format is configured for %s keys", env)
 	}
 	return f, nil
+}
+
+// defaultEnv is the env of a key asked for without env or prefix: test
+// where a test format is configured (a new key should not reach production
+// by accident), else the only env there is (e.g. a live-only deployment).
+func (s *Service) defaultEnv() keys.Env {
+	if _, ok := s.cfg.Formats.ForEnv(keys.EnvTest); ok {
+		return keys.EnvTest
+	}
+	return keys.EnvLive
 }
 
 // Create makes a key and stores its hash; the secret is returned once.
@@ -228,12 +246,26 @@ type ListRequest struct {
 	Limit          int
 }
 
-// List returns keys, ordered by id.
-func (s *Service) List(ctx context.Context, r ListRequest) ([]keys.Record, error) {
+// List returns keys, ordered by id, at most r.Limit of them (0: all). next
+// is the cursor for the following page (pass it as After), empty on the
+// last page.
+func (s *Service) List(ctx context.Context, r ListRequest) (rs []keys.Record, next string, err error) {
 	if r.Limit < 0 {
-		return nil, invalid("limit", "must not be negative")
+		return nil, "", invalid("limit", "must not be negative")
 	}
-	return s.db.ListKeys(ctx, store.ListFilter{Tenant: r.Tenant, IncludeRevoked: r.IncludeRevoked, After: r.After, Limit: r.Limit})
+	f := store.ListFilter{Tenant: r.Tenant, IncludeRevoked: r.IncludeRevoked, After: r.After, Limit: r.Limit}
+	if r.Limit > 0 {
+		f.Limit++ // one more than asked tells whether a next page exists
+	}
+	rs, err = s.db.ListKeys(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	if r.Limit > 0 && len(rs) > r.Limit {
+		rs = rs[:r.Limit]
+		next = rs[len(rs)-1].ID
+	}
+	return rs, next, nil
 }
 
 // Show returns one key.
@@ -244,15 +276,15 @@ func (s *Service) Show(ctx context.Context, id string) (keys.Record, error) {
 	return s.db.KeyByID(ctx, id)
 }
 
-// Revoke revokes a key at once. Revoking a revoked key is not an error: the
-// record is returned as it is.
+// Revoke revokes a key at once. A key revoked before is returned as stored
+// with ErrAlreadyRevoked.
 func (s *Service) Revoke(ctx context.Context, id string) (keys.Record, error) {
 	if id == "" {
 		return keys.Record{}, invalid("id", "required")
 	}
 	rec, err := s.db.RevokeKey(ctx, id, s.cfg.Now().UTC())
 	if errors.Is(err, store.ErrRevoked) {
-		return rec, nil
+		return rec, fmt.Errorf("%w: key %s was revoked at %s", ErrAlreadyRevoked, id, rec.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	return rec, err
 }
@@ -322,6 +354,9 @@ func (s *Service) SetGrant(ctx context.Context, tenant, org string, scopes []str
 	if err := s.validateCommon(tenant, "", scopes, ""); err != nil {
 		return keys.Grant{}, err
 	}
+	if org == "" {
+		return keys.Grant{}, invalid("org", "required")
+	}
 	if !tenantRE.MatchString(org) {
 		return keys.Grant{}, invalid("org", "%q is not a valid organization id", org)
 	}
@@ -337,7 +372,9 @@ func (s *Service) ListGrants(ctx context.Context, tenant string) ([]keys.Grant, 
 	return s.db.ListGrants(ctx, tenant)
 }
 
-// RevokeGrant ends a grant.
+// RevokeGrant ends a grant; store.ErrNotFound when none is in force (never
+// set, or revoked before: a revoked grant is no longer listed, and setting
+// it again starts a new one).
 func (s *Service) RevokeGrant(ctx context.Context, tenant, org string) (keys.Grant, error) {
 	if tenant == "" {
 		return keys.Grant{}, invalid("tenant", "required")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -19,13 +18,23 @@ import (
 
 // Handler serves the admin API under /admin/v1/: the same operations, and
 // the same validation, as the CLI. Every request needs
-// "Authorization: Bearer <token>".
+// "Authorization: Bearer <token>". Every answer, errors included, is JSON.
 type Handler struct {
 	svc   *Service
 	token [sha256.Size]byte
 	log   *slog.Logger
 	mux   *http.ServeMux
 }
+
+const apiPrefix = "/admin/v1/"
+
+// Page sizes of GET /admin/v1/keys: a list without a limit gets
+// DefaultPageSize keys and a next cursor, so that no caller loads a whole
+// key table by accident.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
 
 // NewHandler returns the admin API; token must not be empty (an empty
 // admin.token turns the API off: do not mount it).
@@ -48,6 +57,7 @@ func NewHandler(svc *Service, token string, log *slog.Logger) (*Handler, error) 
 	h.mux.HandleFunc("POST /admin/v1/grants", h.setGrant)
 	h.mux.HandleFunc("PUT /admin/v1/grants/{tenant}/{org}", h.setGrant)
 	h.mux.HandleFunc("DELETE /admin/v1/grants/{tenant}/{org}", h.revokeGrant)
+	h.mux.HandleFunc(apiPrefix, h.noRoute)
 	return h, nil
 }
 
@@ -62,43 +72,55 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	h.mux.ServeHTTP(w, r)
 }
 
-// duration reads "24h"-style durations in JSON bodies.
-type duration time.Duration
+// probeMethods are the methods noRoute tries when it lists the allowed ones.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string like \"24h\"")
+// noRoute answers what no route matched: 405 with Allow when the path
+// exists under other methods, else 404; in JSON, like every other answer
+// (ServeMux's own 404 and 405 are text/plain).
+func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range probeMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != apiPrefix {
+			allow = append(allow, m)
+		}
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "not_found", "no such path in the admin API: "+r.URL.Path)
+		return
 	}
-	*d = duration(v)
-	return nil
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
 type createBody struct {
-	Tenant    string   `json:"tenant"`
-	Name      string   `json:"name"`
-	Env       keys.Env `json:"env"`
-	Prefix    string   `json:"prefix"`
-	Scopes    []string `json:"scopes"`
-	Plan      string   `json:"plan"`
-	ExpiresIn duration `json:"expires_in"`
+	Tenant    string       `json:"tenant"`
+	Name      string       `json:"name"`
+	Env       keys.Env     `json:"env"`
+	Prefix    string       `json:"prefix"`
+	Scopes    []string     `json:"scopes"`
+	Plan      string       `json:"plan"`
+	ExpiresIn durationText `json:"expires_in"`
 }
 
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 	var b createBody
-	if !decode(w, r, &b) {
+	if !decode(w, r, &b, false) {
+		return
+	}
+	expiresIn, err := b.ExpiresIn.parse("expires_in")
+	if h.fail(w, r, err) {
 		return
 	}
 	c, err := h.svc.Create(r.Context(), CreateRequest{Tenant: b.Tenant, Name: b.Name, Env: b.Env, Prefix: b.Prefix,
-		Scopes: b.Scopes, Plan: b.Plan, ExpiresIn: time.Duration(b.ExpiresIn)})
+		Scopes: b.Scopes, Plan: b.Plan, ExpiresIn: expiresIn})
 	if h.fail(w, r, err) {
 		return
 	}
@@ -108,7 +130,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) importKey(w http.ResponseWriter, r *http.Request) {
 	var b ImportRequest
-	if !decode(w, r, &b) {
+	if !decode(w, r, &b, false) {
 		return
 	}
 	rec, err := h.svc.Import(r.Context(), b)
@@ -119,26 +141,28 @@ func (h *Handler) importKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, ViewKey(rec, time.Now()))
 }
 
+// listKeys answers {"keys":[…],"next":"key_…"}; next is absent on the last
+// page, else the value to pass as after for the following one.
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := ListRequest{Tenant: q.Get("tenant"), After: q.Get("after")}
+	req := ListRequest{Tenant: q.Get("tenant"), After: q.Get("after"), Limit: DefaultPageSize}
 	if v := q.Get("all"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "all: not a boolean")
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("all: %q is not true or false", v))
 			return
 		}
 		req.IncludeRevoked = b
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "limit: not an integer")
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("limit: %q is not a whole number from 1 to %d", v, MaxPageSize))
 			return
 		}
 		req.Limit = n
 	}
-	rs, err := h.svc.List(r.Context(), req)
+	rs, next, err := h.svc.List(r.Context(), req)
 	if h.fail(w, r, err) {
 		return
 	}
@@ -147,7 +171,10 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	for i, rec := range rs {
 		out[i] = ViewKey(rec, now)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	writeJSON(w, http.StatusOK, struct {
+		Keys []KeyView `json:"keys"`
+		Next string    `json:"next,omitempty"`
+	}{out, next})
 }
 
 func (h *Handler) showKey(w http.ResponseWriter, r *http.Request) {
@@ -169,12 +196,16 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) rollKey(w http.ResponseWriter, r *http.Request) {
 	var b struct {
-		Grace duration `json:"grace"`
+		Grace durationText `json:"grace"`
 	}
-	if r.ContentLength != 0 && !decode(w, r, &b) {
+	if !decode(w, r, &b, true) {
 		return
 	}
-	old, c, err := h.svc.Roll(r.Context(), r.PathValue("id"), time.Duration(b.Grace))
+	grace, err := b.Grace.parse("grace")
+	if h.fail(w, r, err) {
+		return
+	}
+	old, c, err := h.svc.Roll(r.Context(), r.PathValue("id"), grace)
 	if h.fail(w, r, err) {
 		return
 	}
@@ -192,7 +223,7 @@ func (h *Handler) setGrant(w http.ResponseWriter, r *http.Request) {
 		Org    string   `json:"org"`
 		Scopes []string `json:"scopes"`
 	}
-	if !decode(w, r, &b) {
+	if !decode(w, r, &b, false) {
 		return
 	}
 	if t := r.PathValue("tenant"); t != "" {
@@ -206,6 +237,8 @@ func (h *Handler) setGrant(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ViewGrant(g))
 }
 
+// listGrants answers {"grants":[…]}: every grant in force, in one page (a
+// tenant has a grant per organization it serves, not per request).
 func (h *Handler) listGrants(w http.ResponseWriter, r *http.Request) {
 	gs, err := h.svc.ListGrants(r.Context(), r.URL.Query().Get("tenant"))
 	if h.fail(w, r, err) {
@@ -219,7 +252,12 @@ func (h *Handler) listGrants(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) revokeGrant(w http.ResponseWriter, r *http.Request) {
-	g, err := h.svc.RevokeGrant(r.Context(), r.PathValue("tenant"), r.PathValue("org"))
+	tenant, org := r.PathValue("tenant"), r.PathValue("org")
+	g, err := h.svc.RevokeGrant(r.Context(), tenant, org)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no grant in force for tenant %s in organization %s", tenant, org))
+		return
+	}
 	if h.fail(w, r, err) {
 		return
 	}
@@ -234,6 +272,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) bool {
 		return false
 	case errors.Is(err, ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+	case errors.Is(err, ErrAlreadyRevoked):
+		writeError(w, http.StatusConflict, "already_revoked", strings.TrimPrefix(err.Error(), ErrAlreadyRevoked.Error()+": "))
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such key or grant")
 	case errors.Is(err, store.ErrConflict):
@@ -242,20 +282,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) bool {
 		h.log.Error("admin: request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the key database could not complete the request")
-	}
-	return true
-}
-
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: "+err.Error())
-		return false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: more than one JSON value")
-		return false
 	}
 	return true
 }

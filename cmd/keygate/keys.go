@@ -2,133 +2,181 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/internal/duration"
 	"github.com/keygate/keygate/keys"
 )
 
-func cmdKeys(ctx context.Context, args []string, e env) error {
-	if len(args) == 0 {
-		return usageErr("keys: need a subcommand: create, list, show, revoke, roll or import")
-	}
-	sub, args := args[0], args[1:]
-	fs := newFlags("keys "+sub, e)
-	cfgPath := configFlag(fs, e)
-	asJSON := fs.Bool("json", false, "print JSON")
-	var run func(context.Context, *admin.Service, []string) (any, error)
-	switch sub {
-	case "create":
-		var r admin.CreateRequest
-		var scopes, env string
-		fs.StringVar(&r.Tenant, "tenant", "", "tenant the key belongs to (required)")
-		fs.StringVar(&r.Name, "name", "", "a label for the key")
-		fs.StringVar(&env, "env", "", "test or live (default test, or the env of --prefix)")
-		fs.StringVar(&r.Prefix, "prefix", "", "key format prefix, e.g. sk_live_ (default: the env's format)")
-		fs.StringVar(&scopes, "scopes", "", "comma-separated scopes, e.g. patients:read,forms:write")
-		fs.StringVar(&r.Plan, "plan", "", "rate-limit plan (default: the env's name)")
-		fs.DurationVar(&r.ExpiresIn, "expires-in", 0, "expire the key after this long, e.g. 720h (default never)")
-		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
-			if err := noArgs(pos); err != nil {
-				return nil, err
-			}
-			r.Env, r.Scopes = keys.Env(env), splitList(scopes)
-			c, err := s.Create(ctx, r)
-			return c, err
-		}
-	case "import":
-		var r admin.ImportRequest
-		var scopes string
-		fs.StringVar(&r.SHA256, "sha256", "", "SHA-256 of the key, 64 hex digits (required)")
-		fs.StringVar(&r.Prefix, "prefix", "", "the key's format prefix, e.g. cc_live_ (required)")
-		fs.StringVar(&r.DisplayPrefix, "display-prefix", "", "the key's first 15 characters, if known")
-		fs.StringVar(&r.Last4, "last4", "", "the key's last 4 characters, if known")
-		fs.StringVar(&r.Tenant, "tenant", "", "tenant the key belongs to (required)")
-		fs.StringVar(&r.Name, "name", "", "a label for the key")
-		fs.StringVar(&scopes, "scopes", "", "comma-separated scopes")
-		fs.StringVar(&r.Plan, "plan", "", "rate-limit plan (default: the env's name)")
-		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
-			if err := noArgs(pos); err != nil {
-				return nil, err
-			}
-			r.Scopes = splitList(scopes)
-			return s.Import(ctx, r)
-		}
-	case "list":
-		var r admin.ListRequest
-		fs.StringVar(&r.Tenant, "tenant", "", "only this tenant's keys")
-		fs.BoolVar(&r.IncludeRevoked, "all", false, "include revoked keys")
-		fs.IntVar(&r.Limit, "limit", 0, "at most this many keys")
-		fs.StringVar(&r.After, "after", "", "only keys with an id after this one (paging)")
-		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
-			if err := noArgs(pos); err != nil {
-				return nil, err
-			}
-			return s.List(ctx, r)
-		}
-	case "show", "revoke":
-		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
-			id, err := oneArg(pos, "key id")
-			if err != nil {
-				return nil, err
-			}
-			if sub == "show" {
-				return s.Show(ctx, id)
-			}
-			return s.Revoke(ctx, id)
-		}
-	case "roll":
-		grace := fs.Duration("grace", 0, "how long the old key keeps working (default roll.grace, 24h)")
-		run = func(ctx context.Context, s *admin.Service, pos []string) (any, error) {
-			id, err := oneArg(pos, "key id")
-			if err != nil {
-				return nil, err
-			}
-			old, c, err := s.Roll(ctx, id, *grace)
-			return rolled{old, c}, err
-		}
-	default:
-		return usageErr("keys: unknown subcommand %q (want create, list, show, revoke, roll or import)", sub)
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	svc, db, _, err := openAdmin(ctx, *cfgPath, e)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	out, err := run(ctx, svc, pos)
-	if err != nil {
-		return explain(err)
-	}
-	return printResult(e.stdout, out, *asJSON, time.Now())
+const keyIDArg = "ID  the key's id (key_…), as 'keygate keys list' and 'keys create' print it"
+
+func newKeysCmd(e env) *cobra.Command {
+	c := group("keys", "create, list, show, revoke, roll and import API keys",
+		`Create, list, show, revoke, roll and import API keys. Keygate stores a
+key's hash, never the key: a secret is printed once, by create and roll.
+Changes reach running servers within database.poll_interval (SQLite) or at
+once (PostgreSQL), without a restart.`)
+	c.AddCommand(newKeysCreateCmd(e), newKeysListCmd(e), newKeysShowCmd(e), newKeysRevokeCmd(e), newKeysRollCmd(e), newKeysImportCmd(e))
+	return c
 }
 
+func newKeysCreateCmd(e env) *cobra.Command {
+	var r admin.CreateRequest
+	var keyEnv, scopes string
+	c := &cobra.Command{
+		Use:   "create --tenant TENANT",
+		Short: "create a key; its secret is printed once",
+		Long: `Create an API key for a tenant and print it, once: Keygate keeps only its hash.
+
+The key's format is the one configured for --prefix, else for --env. Without
+either, a key is a test key where a test format is configured, else of the
+only env there is (a live-only deployment makes live keys).`,
+		Example: `  keygate keys create --tenant acme --scopes patients:read,forms:write
+  keygate keys create --tenant acme --env live --expires-in 90d --name "billing service"
+  KEY=$(keygate keys create --tenant acme --json | jq -r .key)`,
+		Args: noArgs,
+	}
+	f := c.Flags()
+	f.StringVar(&r.Tenant, "tenant", "", "the tenant (organization) the key belongs to")
+	f.StringVar(&r.Name, "name", "", "a label for the key, e.g. the service that uses it")
+	f.StringVar(&keyEnv, "env", "", "test or live (default: test if configured, else the only env)")
+	f.StringVar(&r.Prefix, "prefix", "", "a configured key format prefix, e.g. sk_live_ (default: the env's format)")
+	f.StringVar(&scopes, "scopes", "", "comma-separated `list` of scopes the key carries, e.g. patients:read,forms:write")
+	f.StringVar(&r.Plan, "plan", "", "rate-limit plan (default: the plan named after the env)")
+	f.Var(duration.Value{D: &r.ExpiresIn}, "expires-in", "expire the key after this long, e.g. 90d or 12h (default: never)")
+	required(c, "tenant")
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, _ []string) (any, error) {
+		r.Env, r.Scopes = keys.Env(keyEnv), splitList(scopes)
+		return s.Create(ctx, r)
+	})
+	return c
+}
+
+func newKeysImportCmd(e env) *cobra.Command {
+	var r admin.ImportRequest
+	var scopes string
+	c := &cobra.Command{
+		Use:   "import --sha256 HEX --prefix PREFIX --tenant TENANT",
+		Short: "import a key issued elsewhere, by its SHA-256",
+		Long: `Import a key issued by another system, known only by its SHA-256 hash, so
+that it keeps working behind Keygate. The prefix must be a configured key
+format. Not possible with database.pepper set (stored hashes are then HMACs).`,
+		Example: `  keygate keys import --sha256 "$(printf %s "$OLD_KEY" | sha256sum | cut -d' ' -f1)" \
+      --prefix cc_live_ --tenant cat --display-prefix "${OLD_KEY:0:15}" --last4 "${OLD_KEY: -4}"`,
+		Args: noArgs,
+	}
+	f := c.Flags()
+	f.StringVar(&r.SHA256, "sha256", "", "SHA-256 of the key, 64 hex digits")
+	f.StringVar(&r.Prefix, "prefix", "", "the key's format prefix, e.g. cc_live_")
+	f.StringVar(&r.Tenant, "tenant", "", "the tenant the key belongs to")
+	f.StringVar(&r.DisplayPrefix, "display-prefix", "", "the key's first 15 characters, if known, to show in lists")
+	f.StringVar(&r.Last4, "last4", "", "the key's last 4 characters, if known, to show in lists")
+	f.StringVar(&r.Name, "name", "", "a label for the key")
+	f.StringVar(&scopes, "scopes", "", "comma-separated `list` of scopes the key carries")
+	f.StringVar(&r.Plan, "plan", "", "rate-limit plan (default: the plan named after the env)")
+	required(c, "sha256", "prefix", "tenant")
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, _ []string) (any, error) {
+		r.Scopes = splitList(scopes)
+		return s.Import(ctx, r)
+	})
+	return c
+}
+
+// keyPage is one page of keys list.
+type keyPage struct {
+	keys []keys.Record
+	next string // the id to pass as --after for the next page; empty: last page
+}
+
+func newKeysListCmd(e env) *cobra.Command {
+	var r admin.ListRequest
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "list keys (prefix…last4, never the key)",
+		Long: `List keys, ordered by id: id, display prefix and last 4 characters (never
+the key), tenant, env, status, plan, scopes and times. Revoked keys are
+left out unless --all. With --limit, a note on stderr gives the --after
+value for the next page.`,
+		Example: `  keygate keys list --tenant acme
+  keygate keys list --all --json
+  keygate keys list --limit 100 --after key_01J…`,
+		Args: noArgs,
+	}
+	f := c.Flags()
+	f.StringVar(&r.Tenant, "tenant", "", "only this tenant's keys")
+	f.BoolVar(&r.IncludeRevoked, "all", false, "include revoked keys")
+	f.IntVar(&r.Limit, "limit", 0, "at most this many keys (default: all)")
+	f.StringVar(&r.After, "after", "", "only keys whose `id` sorts after this one (the next page)")
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, _ []string) (any, error) {
+		rs, next, err := s.List(ctx, r)
+		return keyPage{rs, next}, err
+	})
+	return c
+}
+
+func newKeysShowCmd(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:         "show ID",
+		Short:       "show one key",
+		Long:        "Show one key, whatever its status: everything keys list shows, never the key.",
+		Example:     "  keygate keys show key_01J… --json",
+		Args:        oneArg("key id"),
+		Annotations: map[string]string{annArgs: keyIDArg},
+	}
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, args []string) (any, error) {
+		return s.Show(ctx, args[0])
+	})
+	return c
+}
+
+func newKeysRevokeCmd(e env) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "revoke a key at once",
+		Long: `Revoke a key at once. Servers deny it (401 api_key_revoked) as soon as
+they see the change: within database.poll_interval on SQLite, at once on
+PostgreSQL. Revoking a key revoked before fails, saying when it was revoked.`,
+		Example: "  keygate keys revoke key_01J…",
+		Args:    oneArg("key id"),
+		Annotations: map[string]string{annArgs: keyIDArg, annExit: `0  the key is revoked
+1  no such key, the key was revoked before, or the database failed
+2  usage error: unknown flag, no ID or more than one`},
+	}
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, args []string) (any, error) {
+		return s.Revoke(ctx, args[0])
+	})
+	return c
+}
+
+// rolled is what keys roll prints: the old key and its replacement.
 type rolled struct {
 	old keys.Record
 	new admin.Created
 }
 
-func noArgs(pos []string) error {
-	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+func newKeysRollCmd(e env) *cobra.Command {
+	var grace time.Duration
+	c := &cobra.Command{
+		Use:   "roll ID",
+		Short: "replace a key by a new secret; the old one works for a grace period",
+		Long: `Replace a key by a new one with the same tenant, scopes, plan, expiry and
+lineage, and print the new secret, once. The old key keeps working until
+the grace period ends, so clients can switch without downtime.`,
+		Example: `  keygate keys roll key_01J…
+  keygate keys roll key_01J… --grace 7d`,
+		Args:        oneArg("key id"),
+		Annotations: map[string]string{annArgs: keyIDArg},
 	}
-	return nil
-}
-
-func oneArg(pos []string, what string) (string, error) {
-	if len(pos) != 1 {
-		return "", usageErr("need exactly one argument: the %s", what)
-	}
-	return pos[0], nil
+	c.Flags().Var(duration.Value{D: &grace}, "grace", "how long the old key keeps working, e.g. 1h or 7d (default: roll.grace, 24h)")
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, args []string) (any, error) {
+		old, created, err := s.Roll(ctx, args[0], grace)
+		return rolled{old, created}, err
+	})
+	return c
 }
 
 func splitList(s string) []string {
@@ -139,100 +187,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// explain gives a lifecycle error its exit status: 2 for a bad request, 1
-// for anything else. Its text already reads once for a person at a
-// terminal ("key key_x not found"), so it gets no prefix.
-func explain(err error) error {
-	if errors.Is(err, admin.ErrInvalid) {
-		return &exitError{code: 2, err: err}
-	}
-	return err
-}
-
-func printResult(w io.Writer, v any, asJSON bool, now time.Time) error {
-	var view any
-	switch v := v.(type) {
-	case admin.Created:
-		view = admin.ViewCreated(v, now)
-		if !asJSON {
-			fmt.Fprintf(w, "Created %s key %s for tenant %s (plan %s).\n", v.Record.Env, v.Record.ID, v.Record.Tenant, v.Record.Plan)
-			fmt.Fprintf(w, "Secret, shown only now; store it safely:\n\n  %s\n\n", v.Key)
-			return nil
-		}
-	case rolled:
-		view = struct {
-			admin.KeyView
-			Old admin.KeyView `json:"old"`
-		}{admin.ViewCreated(v.new, now), admin.ViewKey(v.old, now)}
-		if !asJSON {
-			fmt.Fprintf(w, "Rolled %s to %s. The old key works until %s.\n", v.old.ID, v.new.Record.ID, v.old.ExpiresAt.Format(time.RFC3339))
-			fmt.Fprintf(w, "New secret, shown only now; store it safely:\n\n  %s\n\n", v.new.Key)
-			return nil
-		}
-	case keys.Record:
-		view = admin.ViewKey(v, now)
-		if !asJSON {
-			return printKeys(w, []keys.Record{v}, now)
-		}
-	case []keys.Record:
-		vs := make([]admin.KeyView, len(v))
-		for i, r := range v {
-			vs[i] = admin.ViewKey(r, now)
-		}
-		view = vs
-		if !asJSON {
-			return printKeys(w, v, now)
-		}
-	case keys.Grant:
-		view = admin.ViewGrant(v)
-		if !asJSON {
-			return printGrants(w, []keys.Grant{v})
-		}
-	case []keys.Grant:
-		vs := make([]admin.GrantView, len(v))
-		for i, g := range v {
-			vs[i] = admin.ViewGrant(g)
-		}
-		view = vs
-		if !asJSON {
-			return printGrants(w, v)
-		}
-	default:
-		return fmt.Errorf("internal: cannot print %T", v)
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(view)
-}
-
-func printKeys(w io.Writer, rs []keys.Record, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKEY\tTENANT\tENV\tSTATUS\tPLAN\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s…%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Prefix, r.Last4, r.Tenant, r.Env,
-			r.Status(now), r.Plan, strings.Join(r.Scopes, ","), stamp(r.CreatedAt), stamp(r.LastUsedAt), stamp(r.ExpiresAt))
-	}
-	return tw.Flush()
-}
-
-func printGrants(w io.Writer, gs []keys.Grant) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tORG\tSCOPES\tUPDATED\tSTATUS")
-	for _, g := range gs {
-		st := "active"
-		if !g.Active() {
-			st = "revoked"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Tenant, g.Org, strings.Join(g.Scopes, ","), stamp(g.UpdatedAt), st)
-	}
-	return tw.Flush()
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
 }

@@ -1,11 +1,11 @@
 // Command keygate is the Keygate API-key gate: the ext_authz server
 // (serve) and the tools to run it (keys, grants, migrate, check, version).
+// The command tree is in cli.go; each command lives in its own file.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +17,8 @@ import (
 // exitError carries a process exit code through the command functions.
 type exitError struct {
 	code int
-	err  error
+	err  error  // nil: exit with code, printing nothing
+	hint string // a line printed after the error, e.g. where usage is
 }
 
 func (e *exitError) Error() string {
@@ -47,84 +48,32 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv, environ: os.Environ})
 	stop()
-	if err != nil {
-		code := 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		if !errors.Is(err, flag.ErrHelp) && (ee == nil || ee.err != nil) {
-			fmt.Fprintln(os.Stderr, "keygate:", err)
-		}
-		os.Exit(code)
-	}
+	os.Exit(report(os.Stderr, err))
 }
 
-const usageText = `Usage: keygate <command> [flags]
-
-Commands:
-  serve                       run the ext_authz gRPC server and the HTTP listener
-  keys create|list|show|revoke|roll|import
-                              manage API keys
-  grants set|list|revoke      manage organization grants
-  migrate                     apply database schema migrations
-  check                       send one CheckRequest to a running server, as Envoy would
-  version                     print the version
-
-Every command takes --config FILE (or KEYGATE_CONFIG); commands that print
-records take --json. Run 'keygate <command> -h' for its flags.
-`
-
+// run runs the command line args (without the program name).
 func run(ctx context.Context, args []string, e env) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usageText)
-		return &exitError{code: 2, err: errors.New("no command given")}
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return cmdServe(ctx, rest, e)
-	case "keys":
-		return cmdKeys(ctx, rest, e)
-	case "grants":
-		return cmdGrants(ctx, rest, e)
-	case "migrate":
-		return cmdMigrate(ctx, rest, e)
-	case "check":
-		return cmdCheck(ctx, rest, e)
-	case "version":
-		return cmdVersion(rest, e)
-	case "help", "-h", "--help":
-		fmt.Fprint(e.stdout, usageText)
-		return nil
-	}
-	fmt.Fprint(e.stderr, usageText)
-	return &exitError{code: 2, err: fmt.Errorf("unknown command %q", cmd)}
+	root := newRoot(e)
+	root.SetArgs(append([]string{}, args...)) // never nil: cobra reads os.Args for nil
+	return root.ExecuteContext(ctx)
 }
 
-// parse parses flags that may come before or after positional arguments
-// ("keys revoke ID --json" as well as "keys revoke --json ID").
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, &exitError{code: 2, err: err}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// report prints err as the process's last words and returns the exit
+// status: 0 for nil, an exitError's code, else 1.
+func report(w io.Writer, err error) int {
+	if err == nil {
+		return 0
 	}
-}
-
-func newFlags(name string, e env) *flag.FlagSet {
-	fs := flag.NewFlagSet("keygate "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	return fs
-}
-
-func usageErr(format string, a ...any) error {
-	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		fmt.Fprintln(w, "keygate:", err)
+		return 1
+	}
+	if ee.err != nil {
+		fmt.Fprintln(w, "keygate:", err)
+	}
+	if ee.hint != "" {
+		fmt.Fprintln(w, ee.hint)
+	}
+	return ee.code
 }

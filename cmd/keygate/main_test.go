@@ -37,14 +37,7 @@ func (c *cli) run(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, env{stdout: &out, stderr: &errb, lookup: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }})
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		errb.WriteString(err.Error())
-	}
+	code = report(&errb, err) // as main prints it
 	return out.String(), errb.String(), code
 }
 
@@ -166,7 +159,7 @@ func TestCLIRefusalsReadOnce(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errs, code := c.run(tc.args...)
-			if code != 1 || errs != tc.want || out != "" {
+			if code != 1 || errs != "keygate: "+tc.want+"\n" || out != "" {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", code, out, errs, tc.want)
 			}
 		})

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/config"
@@ -11,10 +13,24 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-// configFlag adds --config, defaulting to $KEYGATE_CONFIG.
-func configFlag(fs *flag.FlagSet, e env) *string {
-	def, _ := e.lookup(config.EnvConfigFile)
-	return fs.String("config", def, "config file (YAML); default $KEYGATE_CONFIG, else built-in defaults")
+// configFlag adds --config to c. The returned function names the file to
+// read: the flag's value if given, else $KEYGATE_CONFIG, else none
+// (built-in defaults).
+func configFlag(c *cobra.Command, e env) func() string {
+	var path string
+	c.Flags().StringVar(&path, "config", "", "config `file` (YAML); default $KEYGATE_CONFIG, else built-in defaults")
+	return func() string {
+		if c.Flags().Changed("config") {
+			return path
+		}
+		v, _ := e.lookup(config.EnvConfigFile)
+		return v
+	}
+}
+
+// jsonFlag adds --json to c.
+func jsonFlag(c *cobra.Command) *bool {
+	return c.Flags().Bool("json", false, "print JSON instead of text")
 }
 
 // loadConfig reads the configuration and builds the process logger,
@@ -40,4 +56,23 @@ func openAdmin(ctx context.Context, cfgPath string, e env) (*admin.Service, stor
 	}
 	svc, db, err := server.OpenAdmin(ctx, cfg, log)
 	return svc, db, cfg, err
+}
+
+// lifecycle gives a key or grant command --config and --json, and runs
+// it: open the key database, do the work, print what do returns.
+func lifecycle(c *cobra.Command, e env, do func(ctx context.Context, s *admin.Service, args []string) (any, error)) {
+	cfgPath := configFlag(c, e)
+	asJSON := jsonFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		svc, db, _, err := openAdmin(c.Context(), cfgPath(), e)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		out, err := do(c.Context(), svc, args)
+		if err != nil {
+			return explain(err)
+		}
+		return printResult(e, out, *asJSON, time.Now())
+	}
 }
