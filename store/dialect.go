@@ -47,8 +47,11 @@ type queries interface {
 	keys(ctx context.Context, query string, args ...any) ([]keys.Record, error) // never nil
 	grant(ctx context.Context, query string, args ...any) (keys.Grant, error)
 	grants(ctx context.Context, query string, args ...any) ([]keys.Grant, error) // never nil
+	events(ctx context.Context, query string, args ...any) ([]AuditEvent, error) // never nil
 	scalar(ctx context.Context, query string, args ...any) (int64, error)
 	exec(ctx context.Context, query string, args ...any) error
+	// affected runs a statement and returns how many rows it changed.
+	affected(ctx context.Context, query string, args ...any) (int64, error)
 }
 
 // codec encodes the values the dialects store differently: SQLite keeps

@@ -165,8 +165,15 @@ func (k *keyDB) InsertKey(ctx context.Context, r keys.Record) (keys.Record, erro
 	if err != nil {
 		return keys.Record{}, err
 	}
+	action := ActionKeyCreated
+	if r.Imported {
+		action = ActionKeyImported
+	}
 	err = k.write(ctx, func(ctx context.Context, tx *writeTx) error {
-		return tx.insertKey(ctx, &r)
+		if err := tx.insertKey(ctx, &r); err != nil {
+			return err
+		}
+		return tx.audit(ctx, action, r.Tenant, r.ID, keyDetails(r))
 	})
 	if err != nil {
 		return keys.Record{}, k.failed(err)
@@ -174,10 +181,20 @@ func (k *keyDB) InsertKey(ctx context.Context, r keys.Record) (keys.Record, erro
 	return r, nil
 }
 
+// keyDetails is what an audit event says of a new key: never its hash.
+func keyDetails(r keys.Record) map[string]any {
+	d := map[string]any{"name": r.Name, "env": string(r.Env), "scopes": r.Scopes, "plan": r.Plan, "prefix": r.Prefix}
+	if !r.ExpiresAt.IsZero() {
+		d["expires_at"] = r.ExpiresAt
+	}
+	return d
+}
+
 // updateKey loads key id in a write transaction, lets change edit it (or
 // refuse with an error, returned with the unchanged record), and stores
-// the edited record with a new version.
-func (k *keyDB) updateKey(ctx context.Context, id string, change func(r *keys.Record) error) (keys.Record, error) {
+// the edited record with a new version and the audit event action, whose
+// details change returns.
+func (k *keyDB) updateKey(ctx context.Context, id, action string, change func(r *keys.Record) (map[string]any, error)) (keys.Record, error) {
 	var out keys.Record
 	err := k.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		r, err := tx.lockKey(ctx, id)
@@ -185,10 +202,14 @@ func (k *keyDB) updateKey(ctx context.Context, id string, change func(r *keys.Re
 			return err
 		}
 		out = r
-		if err := change(&r); err != nil {
+		details, err := change(&r)
+		if err != nil {
 			return err
 		}
 		if err := tx.updateKey(ctx, &r); err != nil {
+			return err
+		}
+		if err := tx.audit(ctx, action, r.Tenant, r.ID, details); err != nil {
 			return err
 		}
 		out = r
@@ -199,12 +220,19 @@ func (k *keyDB) updateKey(ctx context.Context, id string, change func(r *keys.Re
 
 // RevokeKey implements DB.
 func (k *keyDB) RevokeKey(ctx context.Context, id string, at time.Time) (keys.Record, error) {
-	return k.updateKey(ctx, id, func(r *keys.Record) error { return revoke(r, at) })
+	return k.updateKey(ctx, id, ActionKeyRevoked, func(r *keys.Record) (map[string]any, error) {
+		return map[string]any{"prefix": r.Prefix}, revoke(r, at)
+	})
 }
 
 // SetExpiry implements DB. A revoked key is left alone (ErrRevoked).
 func (k *keyDB) SetExpiry(ctx context.Context, id string, at time.Time) (keys.Record, error) {
-	return k.updateKey(ctx, id, func(r *keys.Record) error { return setExpiry(r, at) })
+	return k.updateKey(ctx, id, ActionKeyExpiryChanged, func(r *keys.Record) (map[string]any, error) {
+		d := map[string]any{"previous_expires_at": optionalTime(r.ExpiresAt)}
+		err := setExpiry(r, at)
+		d["expires_at"] = optionalTime(r.ExpiresAt)
+		return d, err
+	})
 }
 
 // RollKey implements DB. ErrNotFound for an unknown oldID, ErrRevoked for
@@ -228,6 +256,13 @@ func (k *keyDB) RollKey(ctx context.Context, oldID string, next keys.Record, now
 		if err := tx.updateKey(ctx, &o); err != nil {
 			return err
 		}
+		details := map[string]any{"new_key_id": n.ID, "new_prefix": n.Prefix, "old_expires_at": optionalTime(o.ExpiresAt)}
+		if !o.ExpiresAt.IsZero() {
+			details["grace"] = o.ExpiresAt.Sub(o.RolledAt).String()
+		}
+		if err := tx.audit(ctx, ActionKeyRolled, o.Tenant, o.ID, details); err != nil {
+			return err
+		}
 		old, created = o, n
 		return nil
 	})
@@ -246,8 +281,10 @@ func (k *keyDB) SetGrant(ctx context.Context, g keys.Grant) (keys.Grant, error) 
 	var out keys.Grant
 	err = k.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		var err error
-		out, err = tx.putGrant(ctx, g)
-		return err
+		if out, err = tx.putGrant(ctx, g); err != nil {
+			return err
+		}
+		return tx.audit(ctx, ActionGrantSet, g.Tenant, "", map[string]any{"org": g.Org, "scopes": g.Scopes})
 	})
 	if err != nil {
 		return keys.Grant{}, k.failed(err)
@@ -261,8 +298,10 @@ func (k *keyDB) RevokeGrant(ctx context.Context, tenant, org string, at time.Tim
 	var out keys.Grant
 	err := k.write(ctx, func(ctx context.Context, tx *writeTx) error {
 		var err error
-		out, err = tx.revokeGrant(ctx, tenant, org, at)
-		return err
+		if out, err = tx.revokeGrant(ctx, tenant, org, at); err != nil {
+			return err
+		}
+		return tx.audit(ctx, ActionGrantRevoked, tenant, "", map[string]any{"org": org})
 	})
 	if err != nil {
 		return keys.Grant{}, k.failed(err)

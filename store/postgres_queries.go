@@ -48,6 +48,16 @@ func (p pgQueries) grants(ctx context.Context, query string, args ...any) ([]key
 	return pgx.CollectRows(rows, scanPGGrant[pgx.CollectableRow])
 }
 
+func (p pgQueries) events(ctx context.Context, query string, args ...any) ([]AuditEvent, error) {
+	rows, _ := p.q.Query(ctx, query, args...)
+	return pgx.CollectRows(rows, scanPGEvent[pgx.CollectableRow])
+}
+
+func (p pgQueries) affected(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := p.q.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
+}
+
 func (p pgQueries) scalar(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
 	err := p.q.QueryRow(ctx, query, args...).Scan(&n)
@@ -92,6 +102,18 @@ func scanPGGrant[R rowScanner](row R) (keys.Grant, error) {
 	}
 	g.Scopes = scopesOrEmpty(g.Scopes)
 	return g, nil
+}
+
+func scanPGEvent[R rowScanner](row R) (AuditEvent, error) {
+	var e AuditEvent
+	var details []byte
+	err := row.Scan(&e.ID, pgTimeDest{&e.At}, &e.Action, &e.Tenant, pgTextDest{&e.KeyID}, &e.Actor.Type, &e.Actor.Name,
+		pgTextDest{&e.SourceIP}, pgTextDest{&e.RequestID}, &details)
+	if err != nil {
+		return AuditEvent{}, err
+	}
+	e.Details, err = decodeDetails(details)
+	return e, err
 }
 
 // hashDest scans a bytea into a keys.Hash without allocating.

@@ -81,6 +81,19 @@ func (s sqliteQueries) grants(ctx context.Context, query string, args ...any) ([
 	return collect(rows, err, scanSQLiteGrant)
 }
 
+func (s sqliteQueries) events(ctx context.Context, query string, args ...any) ([]AuditEvent, error) {
+	rows, err := s.rows(ctx, query, args)
+	return collect(rows, err, scanSQLiteEvent)
+}
+
+func (s sqliteQueries) affected(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 func (s sqliteQueries) scalar(ctx context.Context, query string, args ...any) (int64, error) {
 	var n int64
 	err := s.row(ctx, query, args).Scan(&n)
@@ -189,6 +202,18 @@ func scanSQLiteGrant(row rowScanner) (keys.Grant, error) {
 		return keys.Grant{}, err
 	}
 	return g, nil
+}
+
+func scanSQLiteEvent(row rowScanner) (AuditEvent, error) {
+	var e AuditEvent
+	var details string
+	err := row.Scan(&e.ID, micros{&e.At}, &e.Action, &e.Tenant, nullText{&e.KeyID}, &e.Actor.Type, &e.Actor.Name,
+		nullText{&e.SourceIP}, nullText{&e.RequestID}, &details)
+	if err != nil {
+		return AuditEvent{}, err
+	}
+	e.Details, err = decodeDetails([]byte(details))
+	return e, err
 }
 
 // micros scans a time stored as INTEGER microseconds (NULL: the zero

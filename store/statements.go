@@ -82,3 +82,11 @@ func nullString(s string) any {
 	}
 	return s
 }
+
+// Audit events.
+const (
+	auditColumns    = `id, at, action, tenant, key_id, actor_type, actor_name, source_ip, request_id, details`
+	selectAudit     = `SELECT ` + auditColumns + ` FROM audit_events`
+	stmtInsertAudit = `INSERT INTO audit_events (` + auditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	stmtPruneAudit  = `DELETE FROM audit_events WHERE id < $1`
+)

@@ -86,6 +86,13 @@ type DB interface {
 	// exists; on any error nothing is written and old is returned as
 	// stored (zero if not found).
 	RollKey(ctx context.Context, oldID string, next keys.Record, now, oldExpires time.Time) (old, created keys.Record, err error)
+	// AuditEvents lists audit events as f selects, newest first. Every
+	// change above writes one, in its own transaction, with the Origin
+	// its context carries.
+	AuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAudit deletes the events made before before and says how many.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+
 	// TouchLastUsed records use times by key ID, never moving one back.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 
