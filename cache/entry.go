@@ -8,14 +8,13 @@ import (
 	"github.com/keygate/keygate/keys"
 )
 
-// entry is one cached answer: what decisions need of a key's record, or
-// (known false) a remembered miss. It is kept small — a million of them
+// entry is one cached record: what decisions need of an existing key's
+// record (unknown keys are remembered apart, see negative). It is kept small — a million of them
 // must fit in a few hundred MiB — so it holds no name, creation or use
 // times, stores times as unix nanoseconds, shares tenant, plan and scope
 // lists between keys (interned), and leaves lineage empty when it is the id.
 type entry struct {
 	hash                     keys.Hash
-	known                    bool
 	env                      keys.Env
 	id, prefix, tenant, plan string
 	lineage                  string
@@ -37,6 +36,12 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// active reports whether the key may be used at now (unix nanoseconds):
+// as keys.Record.Status, neither revoked nor expired.
+func (e *entry) active(now int64) bool {
+	return (e.revoked == 0 || now < e.revoked) && (e.expires == 0 || now < e.expires)
+}
+
 // record rebuilds the part of a keys.Record that decisions read.
 func (e *entry) record() keys.Record {
 	r := keys.Record{ID: e.id, Hash: e.hash, Prefix: e.prefix, Tenant: e.tenant, Env: e.env, Scopes: e.scopes,
@@ -49,7 +54,7 @@ func (e *entry) record() keys.Record {
 
 // entryOf makes the cached form of r.
 func (c *Cache) entryOf(r *keys.Record) *entry {
-	e := &entry{hash: r.Hash, known: true, env: r.Env, id: r.ID, prefix: r.Prefix,
+	e := &entry{hash: r.Hash, env: r.Env, id: r.ID, prefix: r.Prefix,
 		tenant: c.intern.str(r.Tenant), plan: c.intern.str(r.Plan), scopes: c.intern.list(r.Scopes),
 		expires: nanos(r.ExpiresAt), revoked: nanos(r.RevokedAt), rolled: nanos(r.RolledAt)}
 	if r.Lineage != r.ID {

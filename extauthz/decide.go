@@ -244,6 +244,11 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		switch {
 		case errors.Is(err, cache.ErrNotFound):
 			return s.failed(r, d)
+		case errors.Is(err, cache.ErrOverBudget):
+			// A flood's symptom, counted and logged by the cache: a line
+			// per request would turn the flood into a log flood.
+			d.RetryAfter = s.cfg.UnavailableRetry
+			return CodeUnavailable
 		case err != nil:
 			s.log.LogAttrs(ctx, slog.LevelWarn, "key lookup failed", slog.String("request_id", d.RequestID), slog.Any("error", err))
 			d.RetryAfter = s.cfg.UnavailableRetry
