@@ -305,7 +305,7 @@ func (c *Cache) rejected(it *ristretto.Item[*entry]) {
 	if e == nil {
 		return
 	}
-	if cur, ok := c.rc.Get(it.Key); ok && cur.hash == e.hash {
+	if cached(c.rc, it.Key) {
 		return
 	}
 	c.evicted(e)

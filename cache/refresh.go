@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dgraph-io/ristretto/v2"
+
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
 )
@@ -57,6 +59,13 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.setDBUp(err == nil, err)
 		c.reportBudget(time.Now())
 	}
+}
+
+// cached reports whether ristretto holds k, without counting a use of it
+// (Get would, and so sway admission towards keys the feed brings).
+func cached(rc *ristretto.Cache[uint64, *entry], k uint64) bool {
+	_, ok := rc.GetTTL(k)
+	return ok
 }
 
 // put stores a record that must not be lost (warm start, change feed): a
@@ -191,7 +200,7 @@ func (c *Cache) apply(ch store.Changes) {
 			k := slot(&r.Hash)
 			c.neg.remove(&r.Hash) // a key that now exists is not unknown
 			e := c.entryOf(r)
-			if cur, ok := c.rc.Get(k); ok && cur.hash == r.Hash {
+			if cached(c.rc, k) {
 				// A cached record is replaced in place, at once: the key
 				// is never missing from the cache.
 				c.rc.Set(k, e, 1)
