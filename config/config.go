@@ -119,7 +119,14 @@ type Admin struct {
 type Cache struct {
 	MaxKeys     int64         `yaml:"max_keys"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	WarmStart   bool          `yaml:"warm_start"`
+	// NegativeMax bounds the unknown keys remembered, apart from max_keys
+	// so that none can push out a real key: 40 bytes each.
+	NegativeMax int64 `yaml:"negative_max"`
+	// MissLookupsPerSecond is this replica's budget of key-database
+	// look-ups for keys not in the cache; over it a miss is 401 while the
+	// cache holds every active key, else 503.
+	MissLookupsPerSecond int64 `yaml:"miss_lookups_per_second"`
+	WarmStart            bool  `yaml:"warm_start"`
 	// StaleReady keeps /readyz (and gRPC health) ready while the key
 	// database is unreachable. Cached keys are served either way; this
 	// only says whether the orchestrator should keep sending traffic.
@@ -206,7 +213,7 @@ func Default() Config {
 			MaxConns: 10, LastUsedFlush: 10 * time.Second, ConnectTimeout: 5 * time.Second,
 		},
 		Redis:        Redis{Timeout: 50 * time.Millisecond, KeyPrefix: "keygate:"},
-		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, WarmStart: true},
+		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, NegativeMax: 100_000, MissLookupsPerSecond: 1000, WarmStart: true},
 		KeyFormats:   DefaultKeyFormats(),
 		Plans:        DefaultPlans(),
 		Limits:       Limits{OnRedisError: "local"},
@@ -452,6 +459,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MaxKeys < 1 {
 		bad("cache.max_keys", "must be at least 1, got %d", c.Cache.MaxKeys)
+	}
+	if n := c.Cache.NegativeMax; n < 1 || n > 10_000_000 {
+		bad("cache.negative_max", "must be from 1 to 10000000 (40 bytes each), got %d", n)
+	}
+	if n := c.Cache.MissLookupsPerSecond; n < 1 || n > 1_000_000 {
+		bad("cache.miss_lookups_per_second", "must be from 1 to 1000000, got %d", n)
 	}
 	if len(c.KeyFormats) == 0 {
 		bad("key_formats", "at least one format is required")
