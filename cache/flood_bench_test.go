@@ -93,9 +93,11 @@ func BenchmarkFloodMemory(b *testing.B) {
 				b.ReportMetric(float64(kc.NegativeEntries()), "remembered")
 				b.ReportMetric(float64(st.Misses), "queries")
 				b.Logf("%d unknown keys in %v: %d queries, %d answered unknown over the budget, %d remembered (capacity %d, %d bytes each); "+
-					"RSS %.1f MiB before, %.1f MiB peak, %.1f MiB after; heap grew %.1f MiB",
+					"RSS %.1f MiB before, %.1f MiB peak, %.1f MiB after; heap in use %.1f → %.1f MiB, stacks %.1f → %.1f MiB, "+
+					"runtime total (Sys) %.1f → %.1f MiB",
 					n, took.Round(time.Millisecond), st.Misses, st.OverBudgetUnknown, kc.NegativeEntries(), kc.NegativeCapacity(), negSlotBytes,
-					mib(rssBefore), mib(peak), mib(rssAfter), heap)
+					mib(rssBefore), mib(peak), mib(rssAfter), mib(before.HeapInuse), mib(after.HeapInuse),
+					mib(before.StackInuse), mib(after.StackInuse), mib(before.Sys-before.HeapReleased), mib(after.Sys-after.HeapReleased))
 				cancel()
 				<-done
 				kc.Close()

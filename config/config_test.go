@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/cache"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -165,4 +167,14 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("loaded config fails validation: %v", err)
 		}
 	})
+}
+
+// TestCacheDefaults: the defaults of the cache's own Config (used when a
+// caller leaves a field zero) are the configuration's defaults.
+func TestCacheDefaults(t *testing.T) {
+	def := Default().Cache
+	if def.NegativeMax != cache.DefaultNegativeMax || def.MissLookupsPerSecond != cache.DefaultMissLookups {
+		t.Fatalf("config defaults negative_max %d, miss_lookups_per_second %d; the cache's %d, %d",
+			def.NegativeMax, def.MissLookupsPerSecond, cache.DefaultNegativeMax, cache.DefaultMissLookups)
+	}
 }

@@ -342,9 +342,10 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 
 const tooManyFailures = ": too many failed authentications from this address"
 
-// failed counts a failed authentication that cost a database query — a
-// well-formed key nobody has — against the client's address. Malformed keys
-// and remembered misses cost nothing and are not counted, nor are requests
+// failed counts a failed authentication — a well-formed key nobody has,
+// found so by a database query or, over the look-up budget, by a cache
+// that holds every key — against the client's address. Malformed keys and
+// remembered misses (one guess repeated) are not counted, nor are requests
 // whose client address is unknown.
 func (s *Server) failed(r *Request, d *Decision) Code {
 	if s.cfg.Failures != nil {
