@@ -179,7 +179,7 @@ func TestFloodQueriesWithinBudget(t *testing.T) {
 			clock.Store(time.Now().UnixNano())
 			now := func() time.Time { return time.Unix(0, clock.Load()) }
 			src := &counting{DB: db}
-			kc := newCache(t, src, Config{MissLookups: 100, WarmStart: c.warm, Now: now})
+			kc, logs := newCacheLogged(t, src, Config{MissLookups: 100, WarmStart: c.warm, Now: now})
 			run(t, kc)
 			if kc.Complete() != c.warm {
 				t.Fatalf("complete %v, want %v", kc.Complete(), c.warm)
@@ -199,6 +199,11 @@ func TestFloodQueriesWithinBudget(t *testing.T) {
 			st := kc.Stats()
 			if st.Misses != 100 || st.OverBudgetUnknown+st.OverBudgetUnavailable != 4900 {
 				t.Fatalf("stats: %d misses, %d+%d over budget", st.Misses, st.OverBudgetUnknown, st.OverBudgetUnavailable)
+			}
+			// The refresh loop says so, once for all of them.
+			eventually(t, func() bool { return strings.Contains(logs.String(), `"answered_unknown":`) })
+			if n := strings.Count(logs.String(), "over the database look-up budget"); n != 1 {
+				t.Fatalf("the spent budget logged %d times, want once:\n%s", n, logs)
 			}
 			clock.Add(int64(250 * time.Millisecond))
 			flood(kc, unknownHashes(t, 1000), 8)
