@@ -376,5 +376,7 @@ func (c *Cache) Notify() {
 	}
 }
 
-// Close releases the cache's memory and goroutines.
+// Close releases the cache's memory and goroutines. Call it once Run has
+// returned and no Lookup is in flight: ristretto must not be written to
+// after it is closed.
 func (c *Cache) Close() { c.rc.Close() }

@@ -130,7 +130,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(kc.Close)
-	go kc.Run(ctx)
+	// Run ends before Close (cleanups run last-registered first): Close
+	// must not pull the cache from under a refresh.
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { kc.Run(runCtx); close(ran) }()
+	t.Cleanup(func() { stopRun(); <-ran })
 	if n, ok := db.(store.Notifier); ok {
 		go n.Listen(ctx, kc.Notify)
 	}
