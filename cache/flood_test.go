@@ -68,11 +68,12 @@ func flood(c *Cache, hs []keys.Hash, workers int) (unknown, unavailable, overBud
 	return u.Load(), a.Load(), o.Load(), x.Load()
 }
 
-// openPG opens and migrates a key database on a private PostgreSQL, with
-// timeouts short enough for a test that stops the server.
+// openPG opens and migrates a key database on a private PostgreSQL. Its
+// timeouts are long enough for a loaded machine: a stopped server refuses
+// connections at once.
 func openPG(t *testing.T, url string) store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), url, store.Options{QueryTimeout: 500 * time.Millisecond, ConnectTimeout: 500 * time.Millisecond})
+	db, err := store.Open(context.Background(), url, store.Options{QueryTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	dbOpts := store.Options{QueryTimeout: time.Second, ConnectTimeout: time.Second}
+	dbOpts := store.Options{QueryTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second}
 	if o.dbURL == "" {
 		o.dbURL, dbOpts = "sqlite:"+filepath.Join(t.TempDir(), "keygate.db"), store.Options{}
 	}

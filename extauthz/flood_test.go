@@ -182,7 +182,7 @@ func mustFormats(t *testing.T) *keys.Formats {
 // log line per request — while the keys it holds keep working.
 func TestFloodOnPartialCache(t *testing.T) {
 	var valid []string
-	e := newEnv(t, envOpts{routes: testRoutes, cache: cache.Config{MaxKeys: 20, MissLookups: 1},
+	e := newEnv(t, envOpts{routes: testRoutes, cache: cache.Config{MaxKeys: 20, MissLookups: 1, QueryTimeout: 5 * time.Second},
 		seed: func(svc *admin.Service) {
 			for range 30 {
 				c, err := svc.Create(context.Background(), admin.CreateRequest{Tenant: "acme", Env: keys.EnvLive, Scopes: []string{"patients:read"}})
