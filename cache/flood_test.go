@@ -374,12 +374,19 @@ func TestOutgrowKeepsMostUsed(t *testing.T) {
 		}
 	}
 	kc.rc.Wait()
+	var last int64
 	for i := range more {
-		if _, err := db.InsertKey(context.Background(), more[i]); err != nil {
+		r, err := db.InsertKey(context.Background(), more[i])
+		if err != nil {
 			t.Fatal(err)
 		}
+		last = r.Version
 	}
-	eventually(t, func() bool { return !kc.Complete() })
+	// The feed has applied (and ristretto stored) every new key.
+	eventually(t, func() bool { return kc.Stats().Version >= last })
+	if kc.Complete() {
+		t.Fatal("still complete with 100 active keys in a cache of 50")
+	}
 	if kc.Stats().Evictions == 0 {
 		t.Fatal("partial without an eviction counted")
 	}
