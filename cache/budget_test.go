@@ -1,6 +1,9 @@
 package cache
 
 import (
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -68,5 +71,35 @@ func TestBudgetConcurrent(t *testing.T) {
 	wg.Wait()
 	if got.Load() != 1000 {
 		t.Fatalf("%d look-ups taken by racing callers, want 1000", got.Load())
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	good := Config{MaxKeys: 10, NegativeTTL: time.Minute, PollInterval: time.Second, QueryTimeout: time.Second}
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no capacity", func(c *Config) { c.MaxKeys = 0 }, "MaxKeys"},
+		{"negative negative_max", func(c *Config) { c.NegativeMax = -1 }, "NegativeMax"},
+		{"negative budget", func(c *Config) { c.MissLookups = -1 }, "MissLookups"},
+		{"no negative TTL", func(c *Config) { c.NegativeTTL = 0 }, "NegativeTTL"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := good
+			c.edit(&cfg)
+			if _, err := New(cfg, &counting{}, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("New: %v, want an error naming %s", err, c.want)
+			}
+		})
+	}
+	kc, err := New(good, &counting{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	if kc.NegativeCapacity() < DefaultNegativeMax || kc.cfg.MissLookups != DefaultMissLookups {
+		t.Fatalf("zero fields: negative capacity %d, budget %d; want the defaults", kc.NegativeCapacity(), kc.cfg.MissLookups)
 	}
 }
