@@ -1,8 +1,11 @@
 // Package cache holds key records in memory, keyed by key hash, and keeps
-// them current from the key database's change feed. Every Check reads it;
-// only misses reach the database, one query per hash however many callers
-// miss at once, and unknown hashes are remembered for a short time so a
-// flood of bad keys stays off the database.
+// them current from the key database's change feed. Every Check reads it.
+// Unknown keys are remembered apart from real ones, in a bounded set of
+// their own, so no flood of them can push out a real key's record; and
+// misses reach the database only within a budget of look-ups per second,
+// one query per hash however many callers miss at once. Over the budget a
+// miss is answered from what the cache knows: unknown while it holds every
+// active key, unavailable while it may not.
 package cache
 
 import (
@@ -11,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,10 @@ var (
 	ErrNotFound = errors.New("cache: unknown key")
 	// ErrUnavailable: the key is not cached and the database cannot be asked.
 	ErrUnavailable = errors.New("cache: key database unavailable")
+	// ErrOverBudget is the ErrUnavailable of a miss over the look-up
+	// budget while the cache may not hold every key: the database was not
+	// asked, and a second later it may be.
+	ErrOverBudget = fmt.Errorf("%w: look-ups for cache misses over budget", ErrUnavailable)
 )
 
 // source is what the cache needs of the key database. *store implementations
@@ -43,114 +49,48 @@ type source interface {
 
 var _ source = (store.DB)(nil)
 
+// Defaults of the Config fields whose zero value means "default".
+const (
+	DefaultNegativeMax = 100_000
+	DefaultMissLookups = 1_000
+)
+
 // Config sizes the cache and paces its refresh.
 type Config struct {
-	MaxKeys      int64         // capacity in records
-	NegativeTTL  time.Duration // how long an unknown hash is remembered
+	MaxKeys int64 // capacity in records of existing keys
+	// NegativeMax is how many unknown keys are remembered at most, apart
+	// from MaxKeys (0: DefaultNegativeMax); each costs 40 bytes.
+	NegativeMax int64
+	NegativeTTL time.Duration // how long an unknown hash is remembered
+	// MissLookups is how many database look-ups misses may make per
+	// second on this replica (0: DefaultMissLookups), a second's worth at
+	// once.
+	MissLookups  int64
 	PollInterval time.Duration // change-feed poll; the backstop when notices exist
 	QueryTimeout time.Duration // per database call made by the cache
 	WarmStart    bool          // load active keys before reporting ready
-	// Now is the clock; nil means time.Now.
+	// Now is the clock of decisions (key status, the look-up budget,
+	// negative TTLs); nil means time.Now.
 	Now func() time.Time
 }
 
 // Stats are the cache's counters since start, read by the metrics endpoint.
 type Stats struct {
+	// Misses counts database look-ups made for misses: the budget spent.
 	Hits, Misses, NegativeHits, StaleServes, DBErrors uint64
+	// OverBudgetUnknown counts misses over the look-up budget answered as
+	// unknown keys (the cache was complete), OverBudgetUnavailable those
+	// answered as unavailable (it was not).
+	OverBudgetUnknown, OverBudgetUnavailable uint64
+	// Evictions counts records of active keys pushed out of the cache, or
+	// refused by it, for want of room: each makes the cache partial.
+	Evictions uint64
 	// LastRefresh is when the change feed was last read successfully.
 	LastRefresh time.Time
 	DBUp, Ready bool
-	Version     int64
-}
-
-// entry is one cached answer: what decisions need of a key's record, or
-// (known false) a remembered miss. It is kept small — a million of them
-// must fit in a few hundred MiB — so it holds no name, creation or use
-// times, stores times as unix nanoseconds, shares tenant, plan and scope
-// lists between keys (interned), and leaves lineage empty when it is the id.
-type entry struct {
-	hash                     keys.Hash
-	known                    bool
-	env                      keys.Env
-	id, prefix, tenant, plan string
-	lineage                  string
-	scopes                   []string
-	expires, revoked, rolled int64
-}
-
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-// record rebuilds the part of a keys.Record that decisions read.
-func (e *entry) record() keys.Record {
-	r := keys.Record{ID: e.id, Hash: e.hash, Prefix: e.prefix, Tenant: e.tenant, Env: e.env, Scopes: e.scopes,
-		Plan: e.plan, Lineage: e.lineage, ExpiresAt: fromNanos(e.expires), RevokedAt: fromNanos(e.revoked), RolledAt: fromNanos(e.rolled)}
-	if r.Lineage == "" {
-		r.Lineage = r.ID
-	}
-	return r
-}
-
-// entryOf makes the cached form of r.
-func (c *Cache) entryOf(r *keys.Record) *entry {
-	e := &entry{hash: r.Hash, known: true, env: r.Env, id: r.ID, prefix: r.Prefix,
-		tenant: c.intern.str(r.Tenant), plan: c.intern.str(r.Plan), scopes: c.intern.list(r.Scopes),
-		expires: nanos(r.ExpiresAt), revoked: nanos(r.RevokedAt), rolled: nanos(r.RolledAt)}
-	if r.Lineage != r.ID {
-		e.lineage = r.Lineage
-	}
-	return e
-}
-
-// interner shares equal strings and scope lists between cached records.
-// It is bounded: past maxInterned distinct values, values are kept as
-// they come.
-type interner struct {
-	mu    sync.Mutex
-	strs  map[string]string
-	lists map[string][]string
-}
-
-const maxInterned = 100_000
-
-func (in *interner) str(s string) string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.strs[s]; ok {
-		return v
-	}
-	if len(in.strs) < maxInterned {
-		in.strs[s] = s
-	}
-	return s
-}
-
-func (in *interner) list(l []string) []string {
-	if len(l) == 0 {
-		return []string{}
-	}
-	k := strings.Join(l, "\x00")
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.lists[k]; ok {
-		return v
-	}
-	v := append([]string(nil), l...)
-	if len(in.lists) < maxInterned {
-		in.lists[k] = v
-	}
-	return v
+	// Complete: the cache holds every active key (see Cache.Complete).
+	Complete bool
+	Version  int64
 }
 
 type grantKey struct{ tenant, org string }
@@ -161,7 +101,10 @@ type Cache struct {
 	src source
 	log *slog.Logger
 	rc  *ristretto.Cache[uint64, *entry]
+	neg *negative
 	sf  singleflight.Group
+	// budget paces the database look-ups of misses.
+	budget *budget
 
 	// fillMu and gen keep a miss's fill from overwriting a newer change:
 	// a fill is stored only if no change was applied since its query began.
@@ -174,15 +117,28 @@ type Cache struct {
 	ready   atomic.Bool
 	dbUp    atomic.Bool
 	wake    chan struct{}
+	// warm: the warm start loaded every active key. partial: since then
+	// an active key's record was pushed out or could not be stored.
+	warm, partial atomic.Bool
+	// staleAfter is how old the last read of the change feed may be for
+	// the cache to count as complete, in nanoseconds.
+	staleAfter int64
 
-	hits, misses, negHits, stale, dbErrors atomic.Uint64
-	lastRefresh                            atomic.Int64
+	hits, misses, negHits, stale, dbErrors  atomic.Uint64
+	overUnknown, overUnavailable, evictions atomic.Uint64
+	lastRefresh                             atomic.Int64
+	// overLogged is what the refresh loop last reported of the over-budget
+	// counters, and when (its goroutine only).
+	overLogged budgetReport
 }
 
 // New builds a cache over src. It starts nothing: call Run.
 func New(cfg Config, src source, log *slog.Logger) (*Cache, error) {
 	if cfg.MaxKeys < 1 {
 		return nil, fmt.Errorf("cache: MaxKeys must be at least 1, got %d", cfg.MaxKeys)
+	}
+	if cfg.NegativeMax < 0 || cfg.MissLookups < 0 {
+		return nil, fmt.Errorf("cache: NegativeMax and MissLookups must not be negative, got %d and %d", cfg.NegativeMax, cfg.MissLookups)
 	}
 	if cfg.NegativeTTL <= 0 || cfg.PollInterval <= 0 || cfg.QueryTimeout <= 0 {
 		return nil, errors.New("cache: NegativeTTL, PollInterval and QueryTimeout must be positive")
@@ -193,6 +149,15 @@ func New(cfg Config, src source, log *slog.Logger) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NegativeMax == 0 {
+		cfg.NegativeMax = DefaultNegativeMax
+	}
+	if cfg.MissLookups == 0 {
+		cfg.MissLookups = DefaultMissLookups
+	}
+	c := &Cache{cfg: cfg, src: src, log: log, wake: make(chan struct{}, 1),
+		neg: newNegative(cfg.NegativeMax, int64(cfg.NegativeTTL)), budget: newBudget(cfg.MissLookups),
+		staleAfter: int64(2*cfg.PollInterval + cfg.QueryTimeout)}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
 		// Ten counters per item is ristretto's advice for admission accuracy.
 		NumCounters: cfg.MaxKeys * 10,
@@ -202,11 +167,13 @@ func New(cfg Config, src source, log *slog.Logger) (*Cache, error) {
 		// the full hash is compared on every hit (see Lookup).
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
 		IgnoreInternalCost: true,
+		OnEvict:            func(it *ristretto.Item[*entry]) { c.evicted(it.Value) },
+		OnReject:           c.rejected,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	c := &Cache{cfg: cfg, src: src, log: log, rc: rc, wake: make(chan struct{}, 1)}
+	c.rc = rc
 	c.intern.strs, c.intern.lists = map[string]string{}, map[string][]string{}
 	empty := map[grantKey]keys.Grant{}
 	c.grants.Store(&empty)
@@ -217,17 +184,25 @@ func New(cfg Config, src source, log *slog.Logger) (*Cache, error) {
 func slot(h *keys.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 // Lookup returns the record of the key with hash h: from memory, else from
-// the database. ErrNotFound means no such key; ErrUnavailable means the
-// database could not be asked and the key is not cached.
+// the database within the look-up budget. ErrNotFound means no such key
+// (or, over the budget, none in a cache that holds every active key);
+// ErrUnavailable means the database could not be asked and the key is not
+// cached (ErrOverBudget when it was not asked because of the budget).
 func (c *Cache) Lookup(ctx context.Context, h keys.Hash) (keys.Record, error) {
 	if e, ok := c.rc.Get(slot(&h)); ok && e.hash == h {
-		c.count(e)
-		if !e.known {
-			return keys.Record{}, ErrNotFound
-		}
+		c.count()
 		return e.record(), nil
 	}
-	c.misses.Add(1)
+	now := c.cfg.Now().UnixNano()
+	if c.neg.has(&h, now) {
+		c.negHits.Add(1)
+		return keys.Record{}, ErrNotFound
+	}
+	if c.budget.spent(now) {
+		// Answered before singleflight: a flood over the budget costs no
+		// allocation and no query.
+		return keys.Record{}, c.overBudget()
+	}
 	v, err, _ := c.sf.Do(string(h[:]), func() (any, error) { return c.fill(ctx, h) })
 	if err != nil {
 		return keys.Record{}, err
@@ -235,9 +210,14 @@ func (c *Cache) Lookup(ctx context.Context, h keys.Hash) (keys.Record, error) {
 	return v.(*entry).record(), nil
 }
 
-// fill asks the database for one hash and caches the answer. The query runs
-// detached from the first caller's context: other callers share its result.
+// fill asks the database for one hash, if the budget allows, and caches the
+// answer. The query runs detached from the first caller's context: other
+// callers share its result.
 func (c *Cache) fill(ctx context.Context, h keys.Hash) (*entry, error) {
+	if !c.budget.take(c.cfg.Now().UnixNano()) {
+		return nil, c.overBudget()
+	}
+	c.misses.Add(1)
 	gen := c.gen.Load()
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.QueryTimeout)
 	defer cancel()
@@ -255,6 +235,21 @@ func (c *Cache) fill(ctx context.Context, h keys.Hash) (*entry, error) {
 	return e, nil
 }
 
+// overBudget answers a miss the budget leaves no look-up for: a cache that
+// holds every active key knows the key does not exist (or was created so
+// recently that the change feed has not brought it yet: a retry soon
+// finds it); one that may not must say it cannot tell.
+func (c *Cache) overBudget() error {
+	if c.Complete() {
+		c.overUnknown.Add(1)
+		return ErrNotFound
+	}
+	c.overUnavailable.Add(1)
+	return ErrOverBudget
+}
+
+// store caches the answer of a fill (e nil: no such key) unless a change
+// was applied since the fill's query began.
 func (c *Cache) store(gen uint64, h keys.Hash, e *entry) {
 	c.fillMu.RLock()
 	defer c.fillMu.RUnlock()
@@ -262,9 +257,10 @@ func (c *Cache) store(gen uint64, h keys.Hash, e *entry) {
 		return // a change landed while we asked: our answer may predate it
 	}
 	if e == nil {
-		c.rc.SetWithTTL(slot(&h), &entry{hash: h}, 1, c.cfg.NegativeTTL)
+		c.neg.add(&h, c.cfg.Now().UnixNano())
 		return
 	}
+	// A Set ristretto drops costs one more miss, never a wrong answer.
 	c.rc.Set(slot(&h), e, 1)
 }
 
@@ -273,29 +269,77 @@ func (c *Cache) store(gen uint64, h keys.Hash, e *entry) {
 // miss). It never asks the database, so a caller can decide whether a
 // lookup may cost a query.
 func (c *Cache) Peek(h keys.Hash) (rec keys.Record, found, known bool) {
-	e, ok := c.rc.Get(slot(&h))
-	if !ok || e.hash != h {
-		return keys.Record{}, false, false
+	if e, ok := c.rc.Get(slot(&h)); ok && e.hash == h {
+		c.count()
+		return e.record(), true, true
 	}
-	c.count(e)
-	if !e.known {
+	if c.neg.has(&h, c.cfg.Now().UnixNano()) {
+		c.negHits.Add(1)
 		return keys.Record{}, true, false
 	}
-	return e.record(), true, true
+	return keys.Record{}, false, false
 }
 
-// count records a hit, negative hit or stale serve.
-func (c *Cache) count(e *entry) {
-	switch {
-	case !e.known:
-		c.negHits.Add(1)
-	case !c.dbUp.Load():
-		c.hits.Add(1)
+// count records a hit, and a stale serve while the database is down.
+func (c *Cache) count() {
+	c.hits.Add(1)
+	if !c.dbUp.Load() {
 		c.stale.Add(1)
-	default:
-		c.hits.Add(1)
 	}
 }
+
+// evicted notes a record ristretto pushed out to make room. Records of
+// revoked or expired keys may go; an active key's makes the cache partial.
+// e is nil for a record deleted meanwhile.
+func (c *Cache) evicted(e *entry) {
+	if e != nil && e.active(c.cfg.Now().UnixNano()) {
+		c.lost()
+	}
+}
+
+// rejected notes a record ristretto's admission policy refused: for want
+// of room (TinyLFU judged it less used than what the cache holds), or
+// because the key was stored meanwhile, which loses nothing.
+func (c *Cache) rejected(it *ristretto.Item[*entry]) {
+	e := it.Value
+	if e == nil {
+		return
+	}
+	if cached(c.rc, it.Key) {
+		return
+	}
+	c.evicted(e)
+}
+
+// lost counts an active key's record the cache could not keep and, the
+// first time, says that the cache no longer holds every key.
+func (c *Cache) lost() {
+	c.evictions.Add(1)
+	if !c.partial.Swap(true) {
+		c.log.Warn("key cache is partial: the active keys outgrew cache.max_keys, so the most used are kept; "+
+			"misses over cache.miss_lookups_per_second now get 503 instead of 401 until a restart with a larger cache",
+			slog.Int64("max_keys", c.cfg.MaxKeys))
+	}
+}
+
+// Complete reports whether the cache holds every active key: the warm
+// start loaded them all, none was pushed out or refused since, and the
+// change feed was read successfully within two poll intervals. A miss in a
+// complete cache is almost certainly an unknown key.
+func (c *Cache) Complete() bool {
+	if !c.warm.Load() || c.partial.Load() || !c.dbUp.Load() {
+		return false
+	}
+	return time.Now().UnixNano()-c.lastRefresh.Load() <= c.staleAfter
+}
+
+// NegativeEntries counts the unknown keys remembered now. It reads every
+// slot of the negative set: for metrics, not for Check.
+func (c *Cache) NegativeEntries() int { return c.neg.len(c.cfg.Now().UnixNano()) }
+
+// NegativeCapacity is how many unknown keys can be remembered at most
+// (cache.negative_max rounded up to whole sets): 40 bytes each.
+func (c *Cache) NegativeCapacity() int64 { return c.neg.capacity() }
 
 // Grant returns the grant in force for tenant in org.
 func (c *Cache) Grant(tenant, org string) (keys.Grant, bool) {
@@ -314,7 +358,9 @@ func (c *Cache) Stats() Stats {
 	s := Stats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), NegativeHits: c.negHits.Load(),
 		StaleServes: c.stale.Load(), DBErrors: c.dbErrors.Load(),
-		DBUp: c.dbUp.Load(), Ready: c.ready.Load(), Version: c.version.Load(),
+		OverBudgetUnknown: c.overUnknown.Load(), OverBudgetUnavailable: c.overUnavailable.Load(),
+		Evictions: c.evictions.Load(),
+		DBUp:      c.dbUp.Load(), Ready: c.ready.Load(), Complete: c.Complete(), Version: c.version.Load(),
 	}
 	if ns := c.lastRefresh.Load(); ns != 0 {
 		s.LastRefresh = time.Unix(0, ns)
@@ -330,5 +376,7 @@ func (c *Cache) Notify() {
 	}
 }
 
-// Close releases the cache's memory and goroutines.
+// Close releases the cache's memory and goroutines. Call it once Run has
+// returned and no Lookup is in flight: ristretto must not be written to
+// after it is closed.
 func (c *Cache) Close() { c.rc.Close() }

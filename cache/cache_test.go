@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
 )
@@ -80,6 +81,13 @@ func insertKey(t *testing.T, db store.DB, tenant string) (string, keys.Record) {
 
 func newCache(t *testing.T, src source, cfg Config) *Cache {
 	t.Helper()
+	c, _ := newCacheLogged(t, src, cfg)
+	return c
+}
+
+// newCacheLogged is newCache with the cache's log kept for reading.
+func newCacheLogged(t *testing.T, src source, cfg Config) (*Cache, *syncbuf.Buffer) {
+	t.Helper()
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = 1000
 	}
@@ -90,14 +98,17 @@ func newCache(t *testing.T, src source, cfg Config) *Cache {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
 	if cfg.QueryTimeout == 0 {
-		cfg.QueryTimeout = time.Second
+		// Long enough that a loaded machine never makes the cache look
+		// behind its change feed (see Cache.Complete).
+		cfg.QueryTimeout = 5 * time.Second
 	}
-	c, err := New(cfg, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	logs := &syncbuf.Buffer{}
+	c, err := New(cfg, src, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return c
+	return c, logs
 }
 
 func run(t *testing.T, c *Cache) {
@@ -248,15 +259,19 @@ func TestStaleFillIsDropped(t *testing.T) {
 	db := openDB(t)
 	key, rec := insertKey(t, db, "acme")
 	c := newCache(t, db, Config{})
+	if _, err := c.Lookup(context.Background(), hashOf(key)); err != nil {
+		t.Fatal(err)
+	}
+	c.rc.Wait()
 	gen := c.gen.Load()
 	rev := rec
 	rev.RevokedAt = time.Now()
 	c.apply(store.Changes{Keys: []keys.Record{rev}, Version: rec.Version + 1})
 	c.store(gen, hashOf(key), c.entryOf(&rec)) // the fill that raced the change
 	c.rc.Wait()
-	got, err := c.Lookup(context.Background(), hashOf(key))
-	if err != nil || got.RevokedAt.IsZero() {
-		t.Fatalf("stale fill overwrote the revocation: %+v %v", got, err)
+	got, found, _ := c.Peek(hashOf(key))
+	if !found || got.RevokedAt.IsZero() {
+		t.Fatalf("stale fill overwrote the revocation: %+v", got)
 	}
 }
 

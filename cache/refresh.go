@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dgraph-io/ristretto/v2"
+
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
 )
@@ -55,7 +57,51 @@ func (c *Cache) Run(ctx context.Context) error {
 			return nil
 		}
 		c.setDBUp(err == nil, err)
+		c.reportBudget(time.Now())
 	}
+}
+
+// cached reports whether ristretto holds k, without counting a use of it
+// (Get would, and so sway admission towards keys the feed brings).
+func cached(rc *ristretto.Cache[uint64, *entry], k uint64) bool {
+	_, ok := rc.GetTTL(k)
+	return ok
+}
+
+// put stores a record that must not be lost (warm start, change feed): a
+// Set ristretto's buffer drops is tried again once the buffer has drained,
+// and an active key's record that still cannot be stored makes the cache
+// partial.
+func (c *Cache) put(e *entry) {
+	k := slot(&e.hash)
+	if c.rc.Set(k, e, 1) {
+		return
+	}
+	c.rc.Wait()
+	if !c.rc.Set(k, e, 1) && e.active(c.cfg.Now().UnixNano()) {
+		c.lost()
+	}
+}
+
+// budgetReport is what reportBudget last logged.
+type budgetReport struct {
+	at                   time.Time
+	unknown, unavailable uint64
+}
+
+// reportBudget logs, at most once a minute, how many misses found the
+// look-up budget spent since the last report: the hot path only counts.
+func (c *Cache) reportBudget(now time.Time) {
+	u, a := c.overUnknown.Load(), c.overUnavailable.Load()
+	r := &c.overLogged
+	if u == r.unknown && a == r.unavailable || now.Sub(r.at) < time.Minute {
+		return
+	}
+	c.log.Warn("cache misses over the database look-up budget were answered without a query",
+		slog.Int64("miss_lookups_per_second", c.cfg.MissLookups),
+		slog.Uint64("answered_unknown", u-r.unknown), slog.Uint64("answered_unavailable", a-r.unavailable),
+		slog.Bool("complete", c.Complete()))
+	*r = budgetReport{at: now, unknown: u, unavailable: a}
 }
 
 // load reads the starting version, all grants and (WarmStart) active keys.
@@ -76,11 +122,23 @@ func (c *Cache) load(ctx context.Context) error {
 		m[grantKey{g.Tenant, g.Org}] = g
 	}
 	c.grants.Store(&m)
-	n := 0
+	n, all := 0, false
 	if c.cfg.WarmStart {
 		now, after := c.cfg.Now(), ""
-		for int64(n) < c.cfg.MaxKeys {
+		for {
 			limit := int(min(int64(warmPage), c.cfg.MaxKeys-int64(n)))
+			if limit == 0 {
+				// The cache is full: one more active key means it cannot
+				// hold them all.
+				more, err := call(c, ctx, func(ctx context.Context) ([]keys.Record, error) {
+					return c.src.ActiveKeys(ctx, now, after, 1)
+				})
+				if err != nil {
+					return fmt.Errorf("warm start after %d keys: %w", n, err)
+				}
+				all = len(more) == 0
+				break
+			}
 			page, err := call(c, ctx, func(ctx context.Context) ([]keys.Record, error) {
 				return c.src.ActiveKeys(ctx, now, after, limit)
 			})
@@ -88,21 +146,27 @@ func (c *Cache) load(ctx context.Context) error {
 				return fmt.Errorf("warm start after %d keys: %w", n, err)
 			}
 			for i := range page {
-				c.rc.Set(slot(&page[i].Hash), c.entryOf(&page[i]), 1)
+				c.put(c.entryOf(&page[i]))
 			}
 			// Sets are buffered and dropped when the buffer is full: let
 			// each page land before sending the next.
 			c.rc.Wait()
 			n += len(page)
 			if len(page) < limit {
+				all = true
 				break
 			}
 			after = page[len(page)-1].ID
 		}
+		if !all {
+			c.log.Warn("key cache is partial: there are more active keys than cache.max_keys; "+
+				"misses over cache.miss_lookups_per_second get 503 instead of 401", slog.Int64("max_keys", c.cfg.MaxKeys))
+		}
 	}
+	c.warm.Store(all)
 	c.version.Store(v)
 	c.lastRefresh.Store(time.Now().UnixNano())
-	c.log.Info("cache loaded", slog.Int("keys", n), slog.Int("grants", len(m)),
+	c.log.Info("cache loaded", slog.Int("keys", n), slog.Int("grants", len(m)), slog.Bool("all_active_keys", all),
 		slog.Int64("version", v), slog.Duration("took", time.Since(start)))
 	return nil
 }
@@ -128,18 +192,31 @@ func (c *Cache) Refresh(ctx context.Context) error {
 // apply updates cached records and grants from one page of the feed.
 func (c *Cache) apply(ch store.Changes) {
 	if len(ch.Keys) > 0 {
+		now := c.cfg.Now().UnixNano()
 		c.fillMu.Lock()
 		c.gen.Add(1)
 		for i := range ch.Keys {
-			r := ch.Keys[i]
+			r := &ch.Keys[i]
 			k := slot(&r.Hash)
-			// Del is immediate and never dropped; it also removes a
-			// remembered miss for a key that now exists. The Set that
-			// follows may be dropped, which costs one miss, never a stale
-			// answer.
+			c.neg.remove(&r.Hash) // a key that now exists is not unknown
+			e := c.entryOf(r)
+			if cached(c.rc, k) {
+				// A cached record is replaced in place, at once: the key
+				// is never missing from the cache.
+				c.rc.Set(k, e, 1)
+				continue
+			}
+			// An uncached key: the Del discards a fill's Set of an older
+			// record that may still wait in ristretto's buffer. A revoked
+			// or expired key is not worth a slot until someone asks.
 			c.rc.Del(k)
-			c.rc.Set(k, c.entryOf(&r), 1)
+			if e.active(now) {
+				c.put(e)
+			}
 		}
+		// New records are visible when apply returns, so a complete
+		// cache never answers a miss for a key the feed has brought.
+		c.rc.Wait()
 		c.fillMu.Unlock()
 	}
 	if len(ch.Grants) > 0 {

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,19 +85,7 @@ func benchDB(b *testing.B, kind string) store.DB {
 }
 
 // rss is the process's resident set size in bytes, from /proc.
-func rss() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func rss() uint64 { return procStatus("VmRSS:") }
 
 // seedRecords makes n distinct active keys spread over 1,000 tenants.
 func seedRecords(n int) []keys.Record {
@@ -113,9 +100,11 @@ func seedRecords(n int) []keys.Record {
 	return recs
 }
 
-// BenchmarkMissFlood is the miss path under a flood of well-formed but
-// unknown keys: every lookup is a new hash, so every one costs a database
-// query (and then a negative entry). Run with -cpu to vary concurrency:
+// BenchmarkMissFlood is the database's side of the miss path: a flood of
+// well-formed but unknown keys with a look-up budget so large that every
+// lookup, each a new hash, costs a database query (and then a negative
+// entry). It is the rate cache.miss_lookups_per_second must stay well
+// below. Run with -cpu to vary concurrency:
 //
 //	go test -run '^$' -bench MissFlood -benchtime 5s ./cache/
 func BenchmarkMissFlood(b *testing.B) {
@@ -125,7 +114,7 @@ func BenchmarkMissFlood(b *testing.B) {
 			if err := db.(store.BulkInserter).BulkInsertKeys(context.Background(), seedRecords(10_000)); err != nil {
 				b.Fatal(err)
 			}
-			c, err := New(Config{MaxKeys: 1_000_000, NegativeTTL: time.Minute, PollInterval: time.Hour, QueryTimeout: 5 * time.Second},
+			c, err := New(Config{MaxKeys: 1_000_000, NegativeTTL: time.Minute, MissLookups: 1_000_000_000, PollInterval: time.Hour, QueryTimeout: 5 * time.Second},
 				db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				b.Fatal(err)

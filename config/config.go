@@ -133,7 +133,14 @@ type Usage struct {
 type Cache struct {
 	MaxKeys     int64         `yaml:"max_keys"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	WarmStart   bool          `yaml:"warm_start"`
+	// NegativeMax bounds the unknown keys remembered, apart from max_keys
+	// so that none can push out a real key: 40 bytes each.
+	NegativeMax int64 `yaml:"negative_max"`
+	// MissLookupsPerSecond is this replica's budget of key-database
+	// look-ups for keys not in the cache; over it a miss is 401 while the
+	// cache holds every active key, else 503.
+	MissLookupsPerSecond int64 `yaml:"miss_lookups_per_second"`
+	WarmStart            bool  `yaml:"warm_start"`
 	// StaleReady keeps /readyz (and gRPC health) ready while the key
 	// database is unreachable. Cached keys are served either way; this
 	// only says whether the orchestrator should keep sending traffic.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/cache"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -51,22 +53,25 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 
 func TestEnvOverrides(t *testing.T) {
 	cfg, err := Load("", envOf(map[string]string{
-		"KEYGATE_GRPC_ADDR":              "127.0.0.1:7000",
-		"KEYGATE_HTTP_ADDR":              ":7001",
-		"KEYGATE_DATABASE_URL":           "postgres://u@h/db",
-		"KEYGATE_REDIS_URL":              "redis://127.0.0.1:6379/0",
-		"KEYGATE_ADMIN_TOKEN":            "s3cret",
-		"KEYGATE_DATABASE_POLL_INTERVAL": "500ms",
-		"KEYGATE_ORGANIZATION_REQUIRED":  "true",
-		"KEYGATE_CACHE_MAX_KEYS":         "42",
-		"KEYGATE_PLANS":                  `{test: [{limit: 5, period: 1m}], live: [{limit: 9, period: 1h}]}`,
+		"KEYGATE_GRPC_ADDR":                     "127.0.0.1:7000",
+		"KEYGATE_HTTP_ADDR":                     ":7001",
+		"KEYGATE_DATABASE_URL":                  "postgres://u@h/db",
+		"KEYGATE_REDIS_URL":                     "redis://127.0.0.1:6379/0",
+		"KEYGATE_ADMIN_TOKEN":                   "s3cret",
+		"KEYGATE_DATABASE_POLL_INTERVAL":        "500ms",
+		"KEYGATE_ORGANIZATION_REQUIRED":         "true",
+		"KEYGATE_CACHE_MAX_KEYS":                "42",
+		"KEYGATE_CACHE_NEGATIVE_MAX":            "5000",
+		"KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND": "250",
+		"KEYGATE_PLANS":                         `{test: [{limit: 5, period: 1m}], live: [{limit: 9, period: 1h}]}`,
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != "127.0.0.1:7000" || cfg.HTTPAddr != ":7001" || cfg.Database.URL != "postgres://u@h/db" ||
 		cfg.Redis.URL != "redis://127.0.0.1:6379/0" || cfg.Admin.Token != "s3cret" || cfg.Database.PollInterval != 500*time.Millisecond ||
-		!cfg.Organization.Required || cfg.Cache.MaxKeys != 42 || len(cfg.Plans) != 2 || cfg.Plans["test"][0].Limit != 5 {
+		!cfg.Organization.Required || cfg.Cache.MaxKeys != 42 || len(cfg.Plans) != 2 || cfg.Plans["test"][0].Limit != 5 ||
+		cfg.Cache.NegativeMax != 5000 || cfg.Cache.MissLookupsPerSecond != 250 {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 }
@@ -117,6 +122,11 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bad failures", "auth:\n  failures: {limit: -1, period: 1m}\n", nil, "auth.failures"},
 		{"bad error shape", "errors:\n  shape: round\n", nil, "errors.shape"},
 		{"bad introspection path", "introspection:\n  path: me\n", nil, "introspection.path"},
+		{"zero negative_max", "cache:\n  negative_max: 0\n", nil, "cache.negative_max"},
+		{"huge negative_max", "cache:\n  negative_max: 20000000\n", nil, "cache.negative_max"},
+		{"zero miss budget", "cache:\n  miss_lookups_per_second: 0\n", nil, "cache.miss_lookups_per_second"},
+		{"negative miss budget", "", map[string]string{"KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND": "-5"}, "cache.miss_lookups_per_second"},
+		{"bad env var miss budget", "", map[string]string{"KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND": "lots"}, "KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,4 +167,14 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("loaded config fails validation: %v", err)
 		}
 	})
+}
+
+// TestCacheDefaults: the defaults of the cache's own Config (used when a
+// caller leaves a field zero) are the configuration's defaults.
+func TestCacheDefaults(t *testing.T) {
+	def := Default().Cache
+	if def.NegativeMax != cache.DefaultNegativeMax || def.MissLookupsPerSecond != cache.DefaultMissLookups {
+		t.Fatalf("config defaults negative_max %d, miss_lookups_per_second %d; the cache's %d, %d",
+			def.NegativeMax, def.MissLookupsPerSecond, cache.DefaultNegativeMax, cache.DefaultMissLookups)
+	}
 }

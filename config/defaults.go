@@ -15,7 +15,7 @@ func Default() Config {
 			MaxConns: 10, LastUsedFlush: 10 * time.Second, ConnectTimeout: 5 * time.Second,
 		},
 		Redis:        Redis{Timeout: 50 * time.Millisecond, KeyPrefix: "keygate:"},
-		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, WarmStart: true},
+		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, NegativeMax: 100_000, MissLookupsPerSecond: 1000, WarmStart: true},
 		Audit:        Audit{Retention: 365 * 24 * time.Hour},
 		Usage:        Usage{FlushInterval: 10 * time.Second, Retention: 90 * 24 * time.Hour},
 		KeyFormats:   DefaultKeyFormats(),

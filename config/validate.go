@@ -77,6 +77,12 @@ func (c *Config) Validate() error {
 	if c.Cache.MaxKeys < 1 {
 		bad("cache.max_keys", "must be at least 1, got %d", c.Cache.MaxKeys)
 	}
+	if n := c.Cache.NegativeMax; n < 1 || n > 10_000_000 {
+		bad("cache.negative_max", "must be from 1 to 10000000 (40 bytes each), got %d", n)
+	}
+	if n := c.Cache.MissLookupsPerSecond; n < 1 || n > 1_000_000 {
+		bad("cache.miss_lookups_per_second", "must be from 1 to 1000000, got %d", n)
+	}
 
 	_, err := keys.NewFormats(c.Formats())
 	delegate(err)

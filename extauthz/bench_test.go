@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,19 +21,24 @@ import (
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/store"
 )
 
 // memKeys is an in-memory key lookup, so the benchmark measures the
 // decision and response, not a cache. Keys in down fail as a database
-// that is down would.
+// that is down would, keys in over as a miss over the look-up budget.
 type memKeys struct {
 	recs map[keys.Hash]keys.Record
 	down map[keys.Hash]bool
+	over map[keys.Hash]bool
 }
 
 func (m memKeys) Lookup(_ context.Context, h keys.Hash) (keys.Record, error) {
 	if m.down[h] {
 		return keys.Record{}, errDatabaseDown
+	}
+	if m.over[h] {
+		return keys.Record{}, cache.ErrOverBudget
 	}
 	r, ok := m.recs[h]
 	if !ok {
@@ -54,7 +60,7 @@ func (nopUsage) Touch(string, time.Time) {}
 
 // benchKeys are the keys of the benchmark server, one per outcome.
 type benchKeys struct {
-	allowed, revoked, expired, noScope, tiny, unknown, down string
+	allowed, revoked, expired, noScope, tiny, unknown, down, over string
 }
 
 var benchFormat = keys.Format{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true}
@@ -68,27 +74,11 @@ func newKey(b testing.TB) string {
 }
 
 func benchServer(b testing.TB) (*Server, benchKeys) {
-	formats, _ := keys.NewFormats([]keys.Format{benchFormat})
 	hasher := keys.NewHasher(nil)
-	required := true
-	pol, err := policy.New(policy.Config{Routes: []policy.Route{
-		{Methods: []string{"GET"}, Path: "/api/v1/patients/**", Scopes: []string{"patients:read"}},
-		{Methods: []string{"GET"}, Path: "/api/v1/orgs/**", Scopes: []string{"patients:read"}, OrgRequired: &required},
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lim, err := limits.New(limits.Config{Plans: map[string][]limits.Window{
-		"live": {{Limit: 1 << 30, Period: time.Hour}},
-		"tiny": {{Limit: 1, Period: time.Hour}},
-		"huge": {{Limit: 1 << 30, Period: 24 * time.Hour}},
-	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
 	k := benchKeys{allowed: newKey(b), revoked: newKey(b), expired: newKey(b), noScope: newKey(b), tiny: newKey(b),
-		unknown: newKey(b), down: newKey(b)}
-	m := memKeys{recs: map[keys.Hash]keys.Record{}, down: map[keys.Hash]bool{hasher.Sum(k.down): true}}
+		unknown: newKey(b), down: newKey(b), over: newKey(b)}
+	m := memKeys{recs: map[keys.Hash]keys.Record{}, down: map[keys.Hash]bool{hasher.Sum(k.down): true},
+		over: map[keys.Hash]bool{hasher.Sum(k.over): true}}
 	past := time.Now().Add(-time.Hour)
 	for i, c := range []struct {
 		key     string
@@ -107,18 +97,41 @@ func benchServer(b testing.TB) (*Server, benchKeys) {
 		m.recs[hasher.Sum(c.key)] = keys.Record{ID: id, Hash: hasher.Sum(c.key), Prefix: c.key[:15], Tenant: "acme", Env: keys.EnvLive,
 			Scopes: c.scopes, Plan: c.plan, Lineage: id, RevokedAt: c.revoked, ExpiresAt: c.expires}
 	}
-	s, err := New(Config{Formats: formats, Hasher: hasher, Policy: pol, Realm: "keygate",
-		Headers: HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant",
-			OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"}},
-		m, lim, nopUsage{}, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := benchServerOn(b, m)
 	// Spend the tiny plan: every later request of that key is limited.
 	if _, err := s.Check(context.Background(), benchReq("Bearer "+k.tiny)); err != nil {
 		b.Fatal(err)
 	}
 	return s, k
+}
+
+// benchServerOn is the benchmark server over kl.
+func benchServerOn(b testing.TB, kl keyLookup) *Server {
+	formats, _ := keys.NewFormats([]keys.Format{benchFormat})
+	required := true
+	pol, err := policy.New(policy.Config{Routes: []policy.Route{
+		{Methods: []string{"GET"}, Path: "/api/v1/patients/**", Scopes: []string{"patients:read"}},
+		{Methods: []string{"GET"}, Path: "/api/v1/orgs/**", Scopes: []string{"patients:read"}, OrgRequired: &required},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim, err := limits.New(limits.Config{Plans: map[string][]limits.Window{
+		"live": {{Limit: 1 << 30, Period: time.Hour}},
+		"tiny": {{Limit: 1, Period: time.Hour}},
+		"huge": {{Limit: 1 << 30, Period: 24 * time.Hour}},
+	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(Config{Formats: formats, Hasher: keys.NewHasher(nil), Policy: pol, Realm: "keygate",
+		Headers: HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant",
+			OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"}},
+		kl, lim, nopUsage{}, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 func benchReq(auth string, kv ...string) *authv3.CheckRequest {
@@ -159,6 +172,7 @@ func BenchmarkCheck(b *testing.B) {
 		{"insufficient_scope", benchReq("Bearer " + k.noScope)},
 		{"rate_limited", benchReq("Bearer " + k.tiny)},
 		{"unavailable", benchReq("Bearer " + k.down)},
+		{"unavailable/over_budget", benchReq("Bearer " + k.over)},
 	}
 	for _, c := range cases {
 		want, _, _ := strings.Cut(c.name, "/")
@@ -208,6 +222,53 @@ func BenchmarkCheckInvalidFlood(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkCheckInvalidFloodCache is the same flood through the real key
+// cache over SQLite, holding every active key, with the default budget of
+// database look-ups for misses: a few guesses are looked up (and
+// remembered), the rest are answered unknown from memory.
+func BenchmarkCheckInvalidFloodCache(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "k.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	kc, err := cache.New(cache.Config{MaxKeys: 1000, NegativeTTL: time.Minute, PollInterval: time.Second, QueryTimeout: 5 * time.Second, WarmStart: true},
+		db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kc.Close()
+	done := make(chan struct{})
+	go func() { kc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); !kc.Complete(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("the cache did not load")
+		}
+	}
+	s := benchServerOn(b, kc)
+	reqs := make([]*authv3.CheckRequest, 16384)
+	for i := range reqs {
+		reqs[i] = benchReq("Bearer " + newKey(b))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		resp, err := s.Check(ctx, reqs[i%len(reqs)])
+		if err != nil || resp.GetStatus().GetMessage() != "invalid_api_key" {
+			b.Fatalf("%v %v", resp.GetStatus(), err)
+		}
+		i++
+	}
+	st := kc.Stats()
+	b.ReportMetric(float64(st.Misses)/float64(i), "lookups/op")
 }
 
 // BenchmarkDecide is the decision path alone: request mapping and Decide,

@@ -53,6 +53,14 @@ type envOpts struct {
 	onRedisErr  limits.Mode
 	failures    *limits.Failures
 	trustedHops int
+	// dbURL is the key database (default: a fresh SQLite file). On
+	// PostgreSQL the cache also follows LISTEN/NOTIFY, as serve wires it.
+	dbURL string
+	// cache overrides the cache's MaxKeys, MissLookups, PollInterval and
+	// QueryTimeout where set.
+	cache cache.Config
+	// seed runs before the cache starts, so what it creates is warm-loaded.
+	seed func(*admin.Service)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -62,7 +70,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "keygate.db"), store.Options{})
+	dbOpts := store.Options{QueryTimeout: 5 * time.Second, ConnectTimeout: 5 * time.Second}
+	if o.dbURL == "" {
+		o.dbURL, dbOpts = "sqlite:"+filepath.Join(t.TempDir(), "keygate.db"), store.Options{}
+	}
+	db, err := store.Open(ctx, o.dbURL, dbOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +111,34 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc, err := cache.New(cache.Config{MaxKeys: 1000, NegativeTTL: time.Minute, PollInterval: 50 * time.Millisecond, QueryTimeout: time.Second, WarmStart: true}, db, log)
+	if o.seed != nil {
+		o.seed(svc)
+	}
+	ccfg := cache.Config{MaxKeys: 1000, NegativeTTL: time.Minute, PollInterval: 50 * time.Millisecond, QueryTimeout: time.Second, WarmStart: true,
+		MissLookups: o.cache.MissLookups}
+	if o.cache.MaxKeys != 0 {
+		ccfg.MaxKeys = o.cache.MaxKeys
+	}
+	if o.cache.PollInterval != 0 {
+		ccfg.PollInterval = o.cache.PollInterval
+	}
+	if o.cache.QueryTimeout != 0 {
+		ccfg.QueryTimeout = o.cache.QueryTimeout
+	}
+	kc, err := cache.New(ccfg, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(kc.Close)
-	go kc.Run(ctx)
+	// Run ends before Close (cleanups run last-registered first): Close
+	// must not pull the cache from under a refresh.
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { kc.Run(runCtx); close(ran) }()
+	t.Cleanup(func() { stopRun(); <-ran })
+	if n, ok := db.(store.Notifier); ok {
+		go n.Listen(ctx, kc.Notify)
+	}
 	if o.onRedisErr == "" {
 		o.onRedisErr = limits.ModeLocal
 	}

@@ -228,6 +228,11 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		switch {
 		case errors.Is(err, cache.ErrNotFound):
 			return s.failed(r, d)
+		case errors.Is(err, cache.ErrOverBudget):
+			// A flood's symptom, counted and logged by the cache: a line
+			// per request would turn the flood into a log flood.
+			d.RetryAfter = s.cfg.UnavailableRetry
+			return CodeUnavailable
 		case err != nil:
 			s.log.LogAttrs(ctx, slog.LevelWarn, "key lookup failed", slog.String("request_id", d.RequestID), slog.Any("error", err))
 			d.RetryAfter = s.cfg.UnavailableRetry
@@ -321,9 +326,10 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 
 const tooManyFailures = ": too many failed authentications from this address"
 
-// failed counts a failed authentication that cost a database query — a
-// well-formed key nobody has — against the client's address. Malformed keys
-// and remembered misses cost nothing and are not counted, nor are requests
+// failed counts a failed authentication — a well-formed key nobody has,
+// found so by a database query or, over the look-up budget, by a cache
+// that holds every key — against the client's address. Malformed keys and
+// remembered misses (one guess repeated) are not counted, nor are requests
 // whose client address is unknown.
 func (s *Server) failed(r *Request, d *Decision) Code {
 	if s.cfg.Failures != nil {

@@ -58,6 +58,12 @@ func registerStateMetrics(reg prometheus.Registerer, kc *cache.Cache, lim *limit
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
+	overBudget := func(answer string, f func(cache.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_miss_lookups_over_budget_total",
+			Help: "Cache misses that found cache.miss_lookups_per_second spent, answered without a query: invalid_api_key " +
+				"while the cache held every active key, unavailable (503) while it did not.",
+			ConstLabels: prometheus.Labels{"answer": answer}}, func() float64 { return float64(f(kc.Stats())) })
+	}
 	b := func(v bool) float64 {
 		if v {
 			return 1
@@ -78,6 +84,16 @@ func registerStateMetrics(reg prometheus.Registerer, kc *cache.Cache, lim *limit
 			}
 			return 0
 		}),
+		// The budget of database look-ups for misses: keygate_cache_misses_total
+		// is what it spent; these count the misses it had no look-up for.
+		overBudget("invalid_api_key", func(s cache.Stats) uint64 { return s.OverBudgetUnknown }),
+		overBudget("unavailable", func(s cache.Stats) uint64 { return s.OverBudgetUnavailable }),
+		gauge("keygate_cache_complete", "1 while the cache holds every active key (a miss is then almost certainly an unknown key).",
+			func() float64 { return b(kc.Complete()) }),
+		counter("keygate_cache_evictions_total", "Records of active keys pushed out or refused for want of room (cache.max_keys); each makes the cache partial.",
+			func(s cache.Stats) uint64 { return s.Evictions }),
+		gauge("keygate_cache_negative_entries", "Unknown keys remembered (at most cache.negative_max, 40 bytes each).",
+			func() float64 { return float64(kc.NegativeEntries()) }),
 	}
 	ls := func(f func(limits.Stats) float64) func() float64 { return func() float64 { return f(lim.Stats()) } }
 	cs = append(cs,

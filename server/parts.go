@@ -65,6 +65,7 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	p.cache, err = cache.New(cache.Config{
 		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
 		QueryTimeout: cfg.Database.Timeout, WarmStart: cfg.Cache.WarmStart,
+		NegativeMax: cfg.Cache.NegativeMax, MissLookups: cfg.Cache.MissLookupsPerSecond,
 	}, db, log)
 	if err != nil {
 		return nil, err

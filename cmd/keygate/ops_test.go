@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/internal/testpg"
+	"github.com/keygate/keygate/keys"
 )
 
 func httpDo(t *testing.T, method, url, token, body string) (int, map[string]any) {
@@ -129,6 +130,11 @@ func TestMetrics(t *testing.T) {
 	for range 2 {
 		c.run("check", "--addr", grpcAddr, "--ext", "keygate.scopes=patients:read")
 	}
+	unknown, err := keys.Generate(keys.Format{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.run("check", "--addr", grpcAddr, "--key", unknown, "--ext", "keygate.scopes=patients:read")
 	after := scrape(t, httpAddr)
 	delta := func(name string) float64 { return after[name] - before[name] }
 	if d := delta(`keygate_decisions_total{code="ok"}`); d != 3 {
@@ -142,6 +148,18 @@ func TestMetrics(t *testing.T) {
 	}
 	if after["keygate_cache_hits_total"] < 3 || after["keygate_database_up"] != 1 || after["keygate_cache_ready"] != 1 {
 		t.Errorf("cache metrics: hits %v, db up %v, ready %v", after["keygate_cache_hits_total"], after["keygate_database_up"], after["keygate_cache_ready"])
+	}
+	// The cache holds every key; the unknown key was looked up (within
+	// the budget) and is remembered.
+	if after["keygate_cache_complete"] != 1 || after["keygate_cache_negative_entries"] != 1 || delta("keygate_cache_misses_total") != 1 ||
+		after["keygate_cache_evictions_total"] != 0 {
+		t.Errorf("cache metrics: complete %v, negative entries %v, misses +%v, evictions %v", after["keygate_cache_complete"],
+			after["keygate_cache_negative_entries"], delta("keygate_cache_misses_total"), after["keygate_cache_evictions_total"])
+	}
+	for _, answer := range []string{"invalid_api_key", "unavailable"} {
+		if v, ok := after[`keygate_cache_miss_lookups_over_budget_total{answer="`+answer+`"}`]; !ok || v != 0 {
+			t.Errorf("over-budget misses answered %s: %v (exported %v), want 0", answer, v, ok)
+		}
 	}
 	if _, ok := after["keygate_build_info"]; !ok {
 		t.Error("no keygate_build_info")
