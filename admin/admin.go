@@ -1,6 +1,8 @@
 // Package admin carries out the key and grant lifecycle — create, list,
-// show, revoke, roll, import; set, list, revoke grants — with one set of
-// validation rules, for the CLI and the admin API alike.
+// show, revoke, roll, import, expiry; set, list, revoke grants — and reads
+// the audit log, with one set of validation rules and one authorization
+// layer (auth.go) for every caller: the CLI, the admin API, the console
+// and the portal.
 package admin
 
 import (
@@ -37,6 +39,10 @@ type Config struct {
 	ValidScope func(string) error
 	Grace      time.Duration // default roll grace period
 	Now        func() time.Time
+	// Changed, if set, is called after every change that committed, so
+	// that a server's own cache sees its admin API's changes at once,
+	// without waiting for the next poll.
+	Changed func()
 }
 
 // Service runs lifecycle operations against the key database.
@@ -57,6 +63,13 @@ func New(cfg Config, db store.DB) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	return &Service{cfg: cfg, db: db}, nil
+}
+
+// changed reports a committed change (err nil) to Config.Changed.
+func (s *Service) changed(err error) {
+	if err == nil && s.cfg.Changed != nil {
+		s.cfg.Changed()
+	}
 }
 
 // tenantRE is the shape of tenant and organization ids (policy.ValidOrg
@@ -137,11 +150,24 @@ func (s *Service) defaultEnv() keys.Env {
 
 // Create makes a key and stores its hash; the secret is returned once.
 func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) {
+	p, err := allow(ctx, PermKeysCreate, "create keys")
+	if err != nil {
+		return Created{}, err
+	}
+	if p.Tenant != "" && r.Tenant == "" {
+		r.Tenant = p.Tenant
+	}
+	if _, err := allowTenant(ctx, PermKeysCreate, "create keys", r.Tenant, "tenant "+r.Tenant); err != nil {
+		return Created{}, err
+	}
 	f, err := s.format(r.Env, r.Prefix)
 	if err != nil {
 		return Created{}, err
 	}
 	if err := s.validateCommon(r.Tenant, r.Name, r.Scopes, r.Plan); err != nil {
+		return Created{}, err
+	}
+	if err := p.bounds(f.Env, r.Scopes, r.Plan); err != nil {
 		return Created{}, err
 	}
 	if r.ExpiresIn < 0 {
@@ -157,6 +183,7 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	}
 	rec.Lineage = rec.ID
 	out, err := s.db.InsertKey(ctx, rec)
+	s.changed(err)
 	if err != nil {
 		return Created{}, err
 	}
@@ -196,6 +223,9 @@ type ImportRequest struct {
 // Import stores a key known only by its SHA-256 hash. With a pepper the
 // stored hash cannot be derived from a plain SHA-256, so import is refused.
 func (s *Service) Import(ctx context.Context, r ImportRequest) (keys.Record, error) {
+	if _, err := allowTenant(ctx, PermKeysImport, "import keys", r.Tenant, "tenant "+r.Tenant); err != nil {
+		return keys.Record{}, err
+	}
 	h, err := keys.ParseHash(strings.ToLower(strings.TrimSpace(r.SHA256)))
 	if err != nil {
 		return keys.Record{}, invalid("sha256", "%v", err)
@@ -235,7 +265,9 @@ func (s *Service) Import(ctx context.Context, r ImportRequest) (keys.Record, err
 		ID: id, Hash: h, Prefix: disp, Last4: r.Last4, Tenant: r.Tenant, Name: r.Name, Env: f.Env,
 		Scopes: nonNil(r.Scopes), Plan: plan, Lineage: id, CreatedAt: s.cfg.Now().UTC(), Imported: true,
 	}
-	return s.db.InsertKey(ctx, rec)
+	out, err := s.db.InsertKey(ctx, rec)
+	s.changed(err)
+	return out, err
 }
 
 // ListRequest filters List.
@@ -250,6 +282,13 @@ type ListRequest struct {
 // is the cursor for the following page (pass it as After), empty on the
 // last page.
 func (s *Service) List(ctx context.Context, r ListRequest) (rs []keys.Record, next string, err error) {
+	p, err := allow(ctx, PermKeysRead, "list keys")
+	if err != nil {
+		return nil, "", err
+	}
+	if p.Tenant != "" {
+		r.Tenant = p.Tenant
+	}
 	if r.Limit < 0 {
 		return nil, "", invalid("limit", "must not be negative")
 	}
@@ -270,19 +309,36 @@ func (s *Service) List(ctx context.Context, r ListRequest) (rs []keys.Record, ne
 
 // Show returns one key.
 func (s *Service) Show(ctx context.Context, id string) (keys.Record, error) {
+	return s.key(ctx, id, PermKeysRead, "read keys")
+}
+
+// key loads key id for an action needing perm; a key of a tenant the
+// caller may not see is not found, as a key that does not exist.
+func (s *Service) key(ctx context.Context, id string, perm Permission, what string) (keys.Record, error) {
+	if _, err := allow(ctx, perm, what); err != nil {
+		return keys.Record{}, err
+	}
 	if id == "" {
 		return keys.Record{}, invalid("id", "required")
 	}
-	return s.db.KeyByID(ctx, id)
+	rec, err := s.db.KeyByID(ctx, id)
+	if err != nil {
+		return keys.Record{}, err
+	}
+	if _, err := allowTenant(ctx, perm, what, rec.Tenant, "key "+id); err != nil {
+		return keys.Record{}, err
+	}
+	return rec, nil
 }
 
 // Revoke revokes a key at once. A key revoked before is returned as stored
 // with ErrAlreadyRevoked.
 func (s *Service) Revoke(ctx context.Context, id string) (keys.Record, error) {
-	if id == "" {
-		return keys.Record{}, invalid("id", "required")
+	if _, err := s.key(ctx, id, PermKeysRevoke, "revoke keys"); err != nil {
+		return keys.Record{}, err
 	}
 	rec, err := s.db.RevokeKey(ctx, id, s.cfg.Now().UTC())
+	s.changed(err)
 	if errors.Is(err, store.ErrRevoked) {
 		return rec, fmt.Errorf("%w: key %s was revoked at %s", ErrAlreadyRevoked, id, rec.RevokedAt.UTC().Format(time.RFC3339))
 	}
@@ -292,18 +348,15 @@ func (s *Service) Revoke(ctx context.Context, id string) (keys.Record, error) {
 // Roll replaces a key by a new one with the same tenant, scopes, plan and
 // lineage; the old one keeps working for grace (0: the configured default).
 func (s *Service) Roll(ctx context.Context, id string, grace time.Duration) (old keys.Record, created Created, err error) {
-	if id == "" {
-		return old, created, invalid("id", "required")
+	cur, err := s.key(ctx, id, PermKeysRoll, "roll keys")
+	if err != nil {
+		return old, created, err
 	}
 	if grace < 0 {
 		return old, created, invalid("grace", "must not be negative")
 	}
 	if grace == 0 {
 		grace = s.cfg.Grace
-	}
-	cur, err := s.db.KeyByID(ctx, id)
-	if err != nil {
-		return old, created, err
 	}
 	now := s.cfg.Now().UTC()
 	switch cur.Status(now) {
@@ -332,6 +385,7 @@ func (s *Service) Roll(ctx context.Context, id string, grace time.Duration) (old
 	}
 	rec.ExpiresAt = cur.ExpiresAt
 	old, next, err := s.db.RollKey(ctx, id, rec, now, now.Add(grace))
+	s.changed(err)
 	if err != nil {
 		return keys.Record{}, Created{}, err
 	}
@@ -351,6 +405,9 @@ func formatPrefixOf(fs *keys.Formats, display string) string {
 
 // SetGrant lets tenant's keys act in org with at most scopes.
 func (s *Service) SetGrant(ctx context.Context, tenant, org string, scopes []string) (keys.Grant, error) {
+	if _, err := allow(ctx, PermGrantsWrite, "set grants"); err != nil {
+		return keys.Grant{}, err
+	}
 	if err := s.validateCommon(tenant, "", scopes, ""); err != nil {
 		return keys.Grant{}, err
 	}
@@ -364,11 +421,16 @@ func (s *Service) SetGrant(ctx context.Context, tenant, org string, scopes []str
 		return keys.Grant{}, invalid("org", "a tenant needs no grant in its own organization")
 	}
 	now := s.cfg.Now().UTC()
-	return s.db.SetGrant(ctx, keys.Grant{Tenant: tenant, Org: org, Scopes: nonNil(scopes), CreatedAt: now, UpdatedAt: now})
+	g, err := s.db.SetGrant(ctx, keys.Grant{Tenant: tenant, Org: org, Scopes: nonNil(scopes), CreatedAt: now, UpdatedAt: now})
+	s.changed(err)
+	return g, err
 }
 
 // ListGrants lists grants in force, for one tenant or all.
 func (s *Service) ListGrants(ctx context.Context, tenant string) ([]keys.Grant, error) {
+	if _, err := allow(ctx, PermGrantsRead, "list grants"); err != nil {
+		return nil, err
+	}
 	return s.db.ListGrants(ctx, tenant)
 }
 
@@ -376,13 +438,18 @@ func (s *Service) ListGrants(ctx context.Context, tenant string) ([]keys.Grant, 
 // set, or revoked before: a revoked grant is no longer listed, and setting
 // it again starts a new one).
 func (s *Service) RevokeGrant(ctx context.Context, tenant, org string) (keys.Grant, error) {
+	if _, err := allow(ctx, PermGrantsWrite, "revoke grants"); err != nil {
+		return keys.Grant{}, err
+	}
 	if tenant == "" {
 		return keys.Grant{}, invalid("tenant", "required")
 	}
 	if org == "" {
 		return keys.Grant{}, invalid("org", "required")
 	}
-	return s.db.RevokeGrant(ctx, tenant, org, s.cfg.Now().UTC())
+	g, err := s.db.RevokeGrant(ctx, tenant, org, s.cfg.Now().UTC())
+	s.changed(err)
+	return g, err
 }
 
 func nonNil(s []string) []string {
@@ -390,4 +457,21 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// SetExpiry changes when a key expires: at (zero: never). A revoked key
+// cannot be changed.
+func (s *Service) SetExpiry(ctx context.Context, id string, at time.Time) (keys.Record, error) {
+	if _, err := s.key(ctx, id, PermKeysUpdate, "change keys"); err != nil {
+		return keys.Record{}, err
+	}
+	if !at.IsZero() && !at.After(s.cfg.Now()) {
+		return keys.Record{}, invalid("expires_at", "%s is not in the future (to stop a key now, revoke it)", at.UTC().Format(time.RFC3339))
+	}
+	rec, err := s.db.SetExpiry(ctx, id, at)
+	s.changed(err)
+	if errors.Is(err, store.ErrRevoked) {
+		return rec, fmt.Errorf("%w: id: key %s is revoked", ErrInvalid, id)
+	}
+	return rec, err
 }

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,13 +15,14 @@ import (
 )
 
 // Handler serves the admin API under /admin/v1/: the same operations, and
-// the same validation, as the CLI. Every request needs
-// "Authorization: Bearer <token>". Every answer, errors included, is JSON.
+// the same validation and authorization, as the CLI. Every request needs
+// "Authorization: Bearer <token>" with a configured admin token; its role
+// says what it may do. Every answer, errors included, is JSON.
 type Handler struct {
-	svc   *Service
-	token [sha256.Size]byte
-	log   *slog.Logger
-	mux   *http.ServeMux
+	svc    *Service
+	tokens *Tokens
+	log    *slog.Logger
+	mux    *http.ServeMux
 }
 
 const apiPrefix = "/admin/v1/"
@@ -36,16 +35,16 @@ const (
 	MaxPageSize     = 1000
 )
 
-// NewHandler returns the admin API; token must not be empty (an empty
-// admin.token turns the API off: do not mount it).
-func NewHandler(svc *Service, token string, log *slog.Logger) (*Handler, error) {
-	if token == "" {
-		return nil, errors.New("admin: empty token; leave the admin API unmounted instead")
+// NewHandler returns the admin API; tokens must not be empty (without a
+// token the admin API is off: do not mount it).
+func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error) {
+	if tokens.Empty() {
+		return nil, errors.New("admin: no admin token; leave the admin API unmounted instead")
 	}
 	if svc == nil || log == nil {
 		return nil, errors.New("admin: service and logger are required")
 	}
-	h := &Handler{svc: svc, token: sha256.Sum256([]byte(token)), log: log, mux: http.NewServeMux()}
+	h := &Handler{svc: svc, tokens: tokens, log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /admin/v1/keys", h.createKey)
 	h.mux.HandleFunc("GET /admin/v1/keys", h.listKeys)
 	h.mux.HandleFunc("POST /admin/v1/keys/import", h.importKey)
@@ -53,6 +52,8 @@ func NewHandler(svc *Service, token string, log *slog.Logger) (*Handler, error) 
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.revokeKey)
 	h.mux.HandleFunc("DELETE /admin/v1/keys/{id}", h.revokeKey)
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/roll", h.rollKey)
+	h.mux.HandleFunc("POST /admin/v1/keys/{id}/expiry", h.setExpiry)
+	h.mux.HandleFunc("GET /admin/v1/audit", h.listAudit)
 	h.mux.HandleFunc("GET /admin/v1/grants", h.listGrants)
 	h.mux.HandleFunc("POST /admin/v1/grants", h.setGrant)
 	h.mux.HandleFunc("PUT /admin/v1/grants/{tenant}/{org}", h.setGrant)
@@ -61,17 +62,18 @@ func NewHandler(svc *Service, token string, log *slog.Logger) (*Handler, error) 
 	return h, nil
 }
 
-// ServeHTTP checks the token, in constant time, then routes.
+// ServeHTTP authenticates the token (in constant time, see Tokens), makes
+// its name and role the caller of what follows, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	sum := sha256.Sum256([]byte(got))
-	// Comparing fixed-size digests keeps the time independent of the
-	// token's length as well as its content.
-	if !ok || subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 {
+	tok, known := h.tokens.Authenticate(got)
+	if !ok || !known {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keygate-admin"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token")
 		return
 	}
+	ctx := WithCaller(r.Context(), tok.Principal(), ClientIP(r), RequestID(r))
+	r = r.WithContext(ctx)
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	h.mux.ServeHTTP(w, r)
 }
@@ -272,10 +274,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) bool {
 		return false
 	case errors.Is(err, ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+	case errors.Is(err, ErrForbidden):
+		writeError(w, http.StatusForbidden, "forbidden", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
 	case errors.Is(err, ErrAlreadyRevoked):
 		writeError(w, http.StatusConflict, "already_revoked", strings.TrimPrefix(err.Error(), ErrAlreadyRevoked.Error()+": "))
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "no such key or grant")
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", "a key with this hash or id exists already")
 	default:

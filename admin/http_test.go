@@ -1,6 +1,9 @@
 package admin
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,31 +12,75 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/store"
 )
 
-const testToken = "test-admin-token"
+// The test API's tokens: admin.token (named "default", role admin) and
+// two named tokens of admin.tokens.
+const (
+	testToken   = "test-admin-token"
+	viewerToken = "test-viewer-token"
+	portalToken = "test-portal-token"
+)
 
 // api is the admin API over a fresh database, called in process.
 type api struct {
-	t *testing.T
-	h *Handler
+	t   *testing.T
+	h   *Handler
+	svc *Service
 }
 
 func newAPI(t *testing.T) *api {
 	t.Helper()
-	h, err := NewHandler(newService(t, nil), testToken, slog.New(slog.DiscardHandler))
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	tokens, err := NewTokens(testToken, []TokenConfig{
+		{Name: "ci-viewer", SHA256: sum(viewerToken), Role: "viewer"},
+		{Name: "platform", SHA256: sum(portalToken), Role: "portal"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &api{t: t, h: h}
+	svc := newService(t, nil)
+	h, err := NewHandler(svc, tokens, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api{t: t, h: h, svc: svc}
 }
 
-// do sends one request and returns the status, the headers and the body
-// decoded as a JSON object (failing the test when it is not one).
+// do sends one request with the admin token and returns the status, the
+// headers and the body decoded as a JSON object (failing the test when it
+// is not one).
 func (a *api) do(method, path, body string) (int, http.Header, map[string]any) {
 	a.t.Helper()
+	return a.doAs(testToken, method, path, body)
+}
+
+// doAs is do with another bearer token.
+func (a *api) doAs(token, method, path, body string) (int, http.Header, map[string]any) {
+	a.t.Helper()
+	return a.doReq(method, path, body, token, "")
+}
+
+// events lists the whole audit log, as the system.
+func (a *api) events() []store.AuditEvent {
+	a.t.Helper()
+	evs, _, err := a.svc.Audit(context.Background(), AuditRequest{Limit: MaxPageSize})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return evs
+}
+
+// doReq is do with a bearer token and, if not empty, an X-Request-Id.
+func (a *api) doReq(method, path, body, token, requestID string) (int, http.Header, map[string]any) {
+	a.t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
+	}
 	rec := httptest.NewRecorder()
 	a.h.ServeHTTP(rec, req)
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {

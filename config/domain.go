@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
@@ -97,4 +98,14 @@ func (c *Config) DatabaseKind() string {
 		return "sqlite"
 	}
 	return "postgres"
+}
+
+// AdminTokens returns the admin tokens: admin.token as the token named
+// "default", then admin.tokens.
+func (c *Config) AdminTokens() (*admin.Tokens, error) {
+	list := make([]admin.TokenConfig, len(c.Admin.Tokens))
+	for i, t := range c.Admin.Tokens {
+		list[i] = admin.TokenConfig{Name: t.Name, SHA256: t.SHA256, Role: t.Role}
+	}
+	return admin.NewTokens(c.Admin.Token, list)
 }

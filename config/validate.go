@@ -90,6 +90,8 @@ func (c *Config) Validate() error {
 	delegate(err)
 	delegate(limits.ValidatePlans(c.PlanWindows()))
 	delegate(c.ErrorFormat().Validate())
+	_, err = c.AdminTokens()
+	delegate(err)
 	for _, env := range c.formatEnvs() {
 		if _, ok := c.Plans[env]; !ok && len(c.Plans) > 0 {
 			bad("plans", "no plan named %q, the default plan of %s keys", env, env)

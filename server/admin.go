@@ -13,17 +13,17 @@ import (
 )
 
 // newAdmin builds the key lifecycle service over db, with the server's
-// formats, hasher and rules.
-func (s *Server) newAdmin(db store.DB) (*admin.Service, error) {
-	return newAdmin(s.cfg, s.formats, s.hasher, db)
+// formats, hasher and rules; its changes wake the server's cache.
+func (s *Server) newAdmin(db store.DB, changed func()) (*admin.Service, error) {
+	return newAdmin(s.cfg, s.formats, s.hasher, db, changed)
 }
 
-func newAdmin(cfg config.Config, formats *keys.Formats, hasher *keys.Hasher, db store.DB) (*admin.Service, error) {
+func newAdmin(cfg config.Config, formats *keys.Formats, hasher *keys.Hasher, db store.DB, changed func()) (*admin.Service, error) {
 	form := policy.ScopeForm(cfg.Scopes.Form)
 	return admin.New(admin.Config{
 		Formats: formats, Hasher: hasher, Plans: cfg.PlanNames(),
 		ValidScope: func(s string) error { return policy.ValidScope(form, s) },
-		Grace:      cfg.Roll.Grace, Now: time.Now,
+		Grace:      cfg.Roll.Grace, Now: time.Now, Changed: changed,
 	}, db)
 }
 
@@ -34,7 +34,7 @@ func NewAdmin(cfg config.Config, db store.DB) (*admin.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newAdmin(cfg, formats, keys.NewHasher([]byte(cfg.Database.Pepper)), db)
+	return newAdmin(cfg, formats, keys.NewHasher([]byte(cfg.Database.Pepper)), db, nil)
 }
 
 // OpenAdmin opens the key database and the lifecycle service over it,

@@ -36,15 +36,19 @@ func (s *Server) httpMux(p *parts, db store.DB) (*http.ServeMux, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{Registry: p.registry}))
 	mux.Handle(extauthz.HTTPPrefix, p.authz.HTTPHandler())
 	mux.Handle(extauthz.HTTPPrefix+"/", p.authz.HTTPHandler())
-	if cfg.Admin.Token == "" {
-		s.log.Info("admin API off: admin.token (KEYGATE_ADMIN_TOKEN) is empty")
-		return mux, nil
-	}
-	svc, err := s.newAdmin(db)
+	tokens, err := cfg.AdminTokens()
 	if err != nil {
 		return nil, err
 	}
-	ah, err := admin.NewHandler(svc, cfg.Admin.Token, s.log)
+	if tokens.Empty() {
+		s.log.Info("admin API off: neither admin.token (KEYGATE_ADMIN_TOKEN) nor admin.tokens is set")
+		return mux, nil
+	}
+	svc, err := s.newAdmin(db, p.cache.Notify)
+	if err != nil {
+		return nil, err
+	}
+	ah, err := admin.NewHandler(svc, tokens, s.log)
 	if err != nil {
 		return nil, err
 	}

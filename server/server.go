@@ -164,6 +164,11 @@ func (s *Server) Run(ctx context.Context) error {
 		bgGroup.Go(func() error { return n.Listen(bg, p.cache.Notify) })
 	}
 	bgGroup.Go(func() error { return followReadiness(bg, p.cache, cfg.Cache.StaleReady, hs) })
+	bgGroup.Go(func() error {
+		return prune(bg, log, 4*cfg.Database.Timeout, []pruner{
+			{what: "audit events", retention: cfg.Audit.Retention, prune: db.PruneAudit},
+		})
+	})
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gs.Serve(glis) })

@@ -43,6 +43,9 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"BulkInsert", testBulkInsert},
 		{"MigrateTwice", testMigrateTwice},
+		{"AuditEvents", testAuditEvents},
+		{"AuditAtomic", testAuditAtomic},
+		{"AuditQuery", testAuditQuery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,8 @@ var commands = []func(env) *cobra.Command{
 	newServeCmd,
 	newKeysCmd,
 	newGrantsCmd,
+	newAuditCmd,
+	newAdminTokenCmd,
 	newMigrateCmd,
 	newCheckCmd,
 	newVersionCmd,

@@ -20,7 +20,8 @@ func newKeysCmd(e env) *cobra.Command {
 key's hash, never the key: a secret is printed once, by create and roll.
 Changes reach running servers within database.poll_interval (SQLite) or at
 once (PostgreSQL), without a restart.`)
-	c.AddCommand(newKeysCreateCmd(e), newKeysListCmd(e), newKeysShowCmd(e), newKeysRevokeCmd(e), newKeysRollCmd(e), newKeysImportCmd(e))
+	c.AddCommand(newKeysCreateCmd(e), newKeysListCmd(e), newKeysShowCmd(e), newKeysRevokeCmd(e), newKeysRollCmd(e),
+		newKeysExpireCmd(e), newKeysImportCmd(e))
 	return c
 }
 
@@ -187,4 +188,52 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func newKeysExpireCmd(e env) *cobra.Command {
+	var in time.Duration
+	var at string
+	var never bool
+	c := &cobra.Command{
+		Use:   "expire ID (--in DURATION | --at TIME | --never)",
+		Short: "change when a key expires",
+		Long: `Change when a key expires: after a duration from now, at a time (RFC 3339), or
+never. An expired key is denied with 401 api_key_expired. A revoked key
+cannot be changed; to stop a key now, revoke it.`,
+		Example: `  keygate keys expire key_01J… --in 30d
+  keygate keys expire key_01J… --at 2027-01-31T00:00:00Z
+  keygate keys expire key_01J… --never`,
+		Args:        oneArg("key id"),
+		Annotations: map[string]string{annArgs: keyIDArg},
+	}
+	f := c.Flags()
+	f.Var(duration.Value{D: &in}, "in", "expire this long from now, e.g. 30d or 12h")
+	f.StringVar(&at, "at", "", "expire at this time (RFC 3339)")
+	f.BoolVar(&never, "never", false, "never expire")
+	lifecycle(c, e, func(ctx context.Context, s *admin.Service, args []string) (any, error) {
+		var when time.Time
+		switch n := btoi(in != 0) + btoi(at != "") + btoi(never); {
+		case n != 1:
+			return nil, valueError("give exactly one of --in, --at or --never")
+		case in < 0:
+			return nil, valueError("--in: must be positive")
+		case in > 0:
+			when = time.Now().Add(in)
+		case at != "":
+			t, err := time.Parse(time.RFC3339, at)
+			if err != nil {
+				return nil, valueError("--at: %q is not an RFC 3339 time, e.g. 2027-01-31T00:00:00Z", at)
+			}
+			when = t
+		}
+		return s.SetExpiry(ctx, args[0], when)
+	})
+	return c
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

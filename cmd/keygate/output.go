@@ -35,6 +35,14 @@ func printResult(e env, v any, asJSON bool, now time.Time) error {
 			defer fmt.Fprintf(e.stderr, "More keys follow: add --after %s for the next page.\n", v.next)
 		}
 		return printResult(e, v.keys, asJSON, now)
+	case auditPage:
+		if v.next != "" {
+			defer fmt.Fprintf(e.stderr, "More events follow: add --after %s for the next page.\n", v.next)
+		}
+		if !asJSON {
+			return printEvents(w, v.events)
+		}
+		view = admin.ViewEvents(v.events)
 	case admin.Created:
 		view = admin.ViewCreated(v, now)
 		if !asJSON {

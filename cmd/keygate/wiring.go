@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os/user"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -69,10 +70,23 @@ func lifecycle(c *cobra.Command, e env, do func(ctx context.Context, s *admin.Se
 			return err
 		}
 		defer db.Close()
-		out, err := do(c.Context(), svc, args)
+		out, err := do(admin.WithCaller(c.Context(), cliCaller(e), "", ""), svc, args)
 		if err != nil {
 			return explain(err)
 		}
 		return printResult(e, out, *asJSON, time.Now())
 	}
+}
+
+// cliCaller is the CLI's caller: an operator with the admin role (whoever
+// can run keygate against the database can change it anyway), named in
+// the audit log by the OS user.
+func cliCaller(e env) admin.Principal {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	} else if v, ok := e.lookup("USER"); ok && v != "" {
+		name = v
+	}
+	return admin.Principal{Actor: store.Actor{Type: store.ActorCLI, Name: name}, Role: admin.RoleAdmin}
 }
