@@ -37,6 +37,9 @@ func startCaddy(t *testing.T, dir, conf, listen string) {
 // TestHTTPCaddyForwardAuth runs examples/caddy/Caddyfile with a real Caddy
 // in front of a real Keygate and a test upstream.
 func TestHTTPCaddyForwardAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Caddy: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	if _, err := os.Stat(caddyBin); err != nil {
 		t.Fatalf("%s is missing: this end-to-end test needs a real Caddy; run `apt-get install -y caddy` (Debian's package): %v", caddyBin, err)
 	}

@@ -49,6 +49,9 @@ func startNginx(t *testing.T, dir, conf, listen string) {
 // TestHTTPNginxAuthRequest runs examples/nginx/nginx.conf with a real nginx
 // in front of a real Keygate and a test upstream.
 func TestHTTPNginxAuthRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs nginx: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	if _, err := os.Stat(nginxBin); err != nil {
 		t.Fatalf("%s is missing: this end-to-end test needs a real nginx; run `apt-get install -y nginx` (Debian's package, with the auth_request module): %v", nginxBin, err)
 	}
