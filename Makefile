@@ -7,7 +7,7 @@ PKGS        := ./...
 # (extauthz/codec.go); without the tag Keygate works the same, slower.
 TAGS        ?= vtprotobuf
 
-.PHONY: all build test vet lint fuzz fuzz-ci bench loadtest run
+.PHONY: all build test test-short vet lint fuzz fuzz-ci bench loadtest run
 
 all: build
 
@@ -22,7 +22,9 @@ vet:
 	$(GO) run $(STATICCHECK) -tags $(TAGS) $(PKGS)
 
 ## test: vet, then every test with the race detector against the real
-## PostgreSQL and Redis (KEYGATE_TEST_DATABASE_URL, KEYGATE_TEST_REDIS_URL).
+## PostgreSQL and Redis (KEYGATE_TEST_DATABASE_URL, KEYGATE_TEST_REDIS_URL),
+## nginx, Caddy, helm and kubectl; `bash .ci/run` installs and starts what
+## is missing first.
 test: vet
 	$(GO) test -race -count=1 -timeout 15m -tags $(TAGS) $(PKGS)
 	@# The response path once more without the tag: the reflection encoder.
@@ -30,6 +32,12 @@ test: vet
 	@# Every benchmark once, so that none rots between performance runs.
 	$(GO) test -tags $(TAGS) -count=1 -run '^$$' -bench . -benchtime 1x ./extauthz/ ./limits/ ./keys/ ./policy/ ./cache/ ./cmd/keygate-bench/
 	$(MAKE) fuzz-ci
+
+## test-short: the fast tier for quick edits: every test that needs no
+## service or tool (PostgreSQL, Redis, nginx, Caddy, helm, kubectl); those
+## say they were left out. Not a substitute for `make test`.
+test-short:
+	$(GO) test -short -count=1 -tags $(TAGS) $(PKGS)
 
 ## fuzz-ci: each fuzz target briefly, as CI does.
 fuzz-ci:

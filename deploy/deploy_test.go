@@ -338,6 +338,9 @@ func TestDecodeRejects(t *testing.T) {
 // it); the test fails, not skips, without it.
 func tool(t *testing.T, name, install string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs " + name + ": -short leaves out the tests that need services or tools; make test runs them")
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}

@@ -28,6 +28,9 @@ func randomPrefix() string {
 // An unreachable Redis fails the test. t.Cleanup deletes the prefix's keys.
 func newRedisLimiter(t testing.TB, cfg Config) *Limiter {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	if cfg.RedisURL == "" {
 		cfg.RedisURL = testredis.SharedURL()
 	}

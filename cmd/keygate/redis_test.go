@@ -20,6 +20,9 @@ func testRedisURL() string {
 // TestTwoReplicasShareRedisLimits: two keygate processes on one Redis,
 // hammered at once, allow exactly the plan's limit together.
 func TestTwoReplicasShareRedisLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	var b [6]byte
 	rand.Read(b[:])
 	cfg := filepath.Join(t.TempDir(), "keygate.yaml")

@@ -39,6 +39,9 @@ func Redact(s string) string {
 // unreachable server fails the test: PostgreSQL is part of the test setup.
 func NewSchema(t testing.TB, base string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)

@@ -44,9 +44,13 @@ type Server struct {
 }
 
 // Start initialises and starts a new server; t.Cleanup stops it and
-// removes its files. It never skips: missing PostgreSQL binaries fail t.
+// removes its files. Missing PostgreSQL binaries fail t; only -short (the
+// fast tier, which leaves out tests that need services) skips it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a private PostgreSQL server: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	bin, err := binDir()
 	if err != nil {
 		t.Fatalf("testpg: %v", err)

@@ -60,6 +60,9 @@ type Server struct {
 // it answers PING. t.Cleanup kills it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a private redis-server: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	bin := lookPath(t, "redis-server")
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	s.startFresh()
@@ -186,6 +189,9 @@ type Cluster struct {
 // cluster_state:ok. t.Cleanup kills them.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a private Redis Cluster: -short leaves out the tests that need services or tools; make test runs them")
+	}
 	if n < 3 {
 		t.Fatalf("testredis: a Redis Cluster needs at least 3 masters, got %d", n)
 	}
