@@ -29,10 +29,10 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.GRPCAddr != ":9191" || cfg.HTTPAddr != ":9090" || cfg.Database.URL != "sqlite:keygate.db" || cfg.Redis.URL != "" {
-		t.Errorf("defaults differ from DESIGN.md: %+v", cfg)
+		t.Errorf("defaults differ from the documented contract (docs/design.md): %+v", cfg)
 	}
 	if cfg.Database.PollInterval != 2*time.Second || cfg.Limits.OnRedisError != "local" || cfg.Organization.Header != "x-organization-id" {
-		t.Errorf("defaults differ from DESIGN.md: %+v", cfg)
+		t.Errorf("defaults differ from the documented contract (docs/design.md): %+v", cfg)
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// ErrorFormat is how denial bodies look: DESIGN.md's nested
+// ErrorFormat is how denial bodies look: the documented nested
 // {"error":{"code","message","type","request_id"}} by default, or what an
 // API's documentation promises (flat, other field names, other codes).
 type ErrorFormat struct {
@@ -24,7 +24,7 @@ type ErrorText struct {
 	Code, Message, Type string
 }
 
-// DefaultErrorFormat is DESIGN.md's body.
+// DefaultErrorFormat is the documented body (docs/design.md).
 func DefaultErrorFormat() ErrorFormat {
 	return ErrorFormat{CodeField: "code", MessageField: "message", TypeField: "type", RequestIDField: "request_id"}
 }

@@ -6,11 +6,11 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// Code is the outcome of a Check: OK or one row of DESIGN.md's denial
+// Code is the outcome of a Check: OK or one row of the documented denial
 // table. Its name doubles as the metric label and the error body's code.
 type Code uint8
 
-// The outcomes, in DESIGN.md's order.
+// The outcomes, in the order docs/design.md lists them.
 const (
 	CodeOK Code = iota
 	CodeMissingAPIKey

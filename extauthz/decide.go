@@ -72,7 +72,7 @@ type Config struct {
 	Realm   string
 	// UnavailableRetry is the Retry-After sent with 503s.
 	UnavailableRetry time.Duration
-	// Errors shapes denial bodies; the zero value is DESIGN.md's format.
+	// Errors shapes denial bodies; the zero value is the documented format.
 	Errors *ErrorFormat
 	// Failures, if set, limits failed authentications per client address:
 	// once an address is over, keys not already in memory get 429 before

@@ -20,7 +20,7 @@ func mustNew(t testing.TB, cfg Config) *Policy {
 	return p
 }
 
-// designRoutes are the rules of DESIGN.md's example plus a few more.
+// designRoutes are the rules of docs/design.md's example plus a few more.
 func designRoutes() []Route {
 	return []Route{
 		{Methods: []string{"GET"}, Path: "/api/v1/patients/**", Scopes: []string{"patients:read"}},

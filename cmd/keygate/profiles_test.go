@@ -129,7 +129,7 @@ func nested(a answer) map[string]any {
 
 func bearerH(k string) []string { return []string{"Authorization", "Bearer " + k} }
 
-// TestProfileCara replays seeds/000.
+// TestProfileCara replays the API's documented key conventions (docs/profiles.md).
 func TestProfileCara(t *testing.T) {
 	p := startProfile(t, "cara")
 	_, live := p.create("--tenant", "clinic-a", "--env", "live", "--scopes", "patients:read,patients:write,forms:read,forms:write,scheduling:read,scheduling:write,emails:read,emails:write")
@@ -176,7 +176,7 @@ func TestProfileCara(t *testing.T) {
 	}
 }
 
-// TestProfileAgentClara replays seeds/001.
+// TestProfileAgentClara replays the API's documented key conventions (docs/profiles.md).
 func TestProfileAgentClara(t *testing.T) {
 	p := startProfile(t, "agentclara")
 	oldID, old := p.create("--tenant", "app-1", "--env", "live", "--name", "backend")
@@ -229,7 +229,7 @@ func TestProfileAgentClara(t *testing.T) {
 	}
 }
 
-// TestProfileMaxAI replays seeds/002.
+// TestProfileMaxAI replays the API's documented key conventions (docs/profiles.md).
 func TestProfileMaxAI(t *testing.T) {
 	p := startProfile(t, "maxai")
 	const org = "7e2c8cfe-b7a9-4deb-986d-e7012589e72b"
@@ -279,7 +279,7 @@ func TestProfileMaxAI(t *testing.T) {
 	}
 }
 
-// TestProfileMediLoop replays seeds/003.
+// TestProfileMediLoop replays the API's documented key conventions (docs/profiles.md).
 func TestProfileMediLoop(t *testing.T) {
 	p := startProfile(t, "mediloop")
 	// A restricted key: {"patients": ["read"], "encounters": ["read"], "observations": ["read"]}
@@ -323,7 +323,7 @@ func TestProfileMediLoop(t *testing.T) {
 	}
 }
 
-// TestProfileCashCat replays seeds/004.
+// TestProfileCashCat replays the API's documented key conventions (docs/profiles.md).
 func TestProfileCashCat(t *testing.T) {
 	p := startProfile(t, "cashcat")
 	id, key := p.create("--tenant", "shop-9", "--env", "live", "--name", "Production Server")
