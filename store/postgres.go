@@ -93,11 +93,27 @@ func OpenPostgres(ctx context.Context, url string, opts Options) (*Postgres, err
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: cannot reach %s within %s: %w", where(cfg.ConnConfig), opts.ConnectTimeout, err)
+		return nil, connectError(cfg.ConnConfig, opts.ConnectTimeout, err)
 	}
 	p := &Postgres{pool: pool}
 	p.keyDB = keyDB{name: "postgres", d: p, sql: pgSQL, reads: pgQueries{q: pool}, opts: opts}
 	return p, nil
+}
+
+// connectError says why a first connection failed: the server answered
+// and refused (no such database, bad credentials) or never answered.
+func connectError(c *pgx.ConnConfig, timeout time.Duration, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "3D000": // invalid_catalog_name
+			return fmt.Errorf("postgres: database %q does not exist on %s; create it (createdb %s) or fix database.url", c.Database, where(c), c.Database)
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return fmt.Errorf("postgres: %s refused user %q: %s", where(c), c.User, pe.Message)
+		}
+		return fmt.Errorf("postgres: %s refused the connection: %w", where(c), err)
+	}
+	return fmt.Errorf("postgres: cannot reach %s within %s: %w", where(c), timeout, err)
 }
 
 // dialer notices a silently dead peer within about 25 s (TCP keepalive),

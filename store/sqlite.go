@@ -90,7 +90,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	// query-only readers could not.
 	if err := pingTimeout(ctx, w, opts.ConnectTimeout); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, explainOpen(path, err))
 	}
 	r, err := sql.Open("sqlite", path+"?_query_only=1&_busy_timeout="+busy)
 	if err != nil {
@@ -107,6 +107,35 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	s := &SQLite{path: path, w: w, r: r, stmts: &stmtCache{db: r}}
 	s.keyDB = keyDB{name: "sqlite", d: s, sql: sqliteSQL, reads: sqliteQueries{q: r, stmts: s.stmts}, opts: opts}
 	return s, nil
+}
+
+// explainOpen says why SQLite could not open path when the operating
+// system knows better than SQLite's "unable to open database file (14)":
+// the file or its directory is not writable by this user, or lives on a
+// read-only file system.
+func explainOpen(path string, err error) error {
+	f, ferr := os.OpenFile(path, os.O_RDWR, 0)
+	if ferr == nil {
+		f.Close()
+		return err
+	}
+	if !errors.Is(ferr, os.ErrNotExist) {
+		return ferr
+	}
+	// Whether a file can be made there: a probe of our own, not the
+	// database's name, which another process may be creating right now.
+	dir := filepath.Dir(path)
+	probe, perr := os.CreateTemp(dir, ".keygate-probe-*")
+	if perr != nil {
+		var pe *os.PathError
+		if errors.As(perr, &pe) {
+			perr = pe.Err
+		}
+		return fmt.Errorf("cannot create %s: directory %s: %w", path, dir, perr)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return err
 }
 
 func pingTimeout(ctx context.Context, db *sql.DB, d time.Duration) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -455,5 +456,31 @@ func TestTechnicalErrorsNameTheDatabase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOpenErrorsSayWhy: a database that cannot be opened is explained in
+// the operating system's or the server's words, not as "unable to open
+// database file" or a timeout.
+func TestOpenErrorsSayWhy(t *testing.T) {
+	ctx := t.Context()
+	// /proc refuses new files even to root, so this holds whoever runs it.
+	_, err := Open(ctx, "sqlite:/proc/keygate.db", Options{})
+	if err == nil || !strings.Contains(err.Error(), "cannot create /proc/keygate.db: directory /proc:") {
+		t.Errorf("sqlite in an unwritable directory: %v", err)
+	}
+	base := testpg.SharedURL()
+	u, perr := url.Parse(base)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	u.Path = "/keygate_no_such_database"
+	start := time.Now()
+	_, err = Open(ctx, u.String(), Options{ConnectTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `database "keygate_no_such_database" does not exist`) || strings.Contains(err.Error(), "within") {
+		t.Errorf("a database that does not exist: %v", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the refusal took %v: it must not wait for the connect timeout", d)
 	}
 }
