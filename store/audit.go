@@ -20,12 +20,15 @@ const (
 	ActionKeyExpiryChanged = "key.expiry_changed"
 	ActionGrantSet         = "grant.set"
 	ActionGrantRevoked     = "grant.revoked"
+	// ActionKeyLeaked: a key was found where it should not be (GitHub's
+	// secret scanning); details say where. It changes nothing itself.
+	ActionKeyLeaked = "key.leaked"
 )
 
 // Actions lists the audit actions, in the order a person reads them.
 func Actions() []string {
 	return []string{ActionKeyCreated, ActionKeyImported, ActionKeyRevoked, ActionKeyRolled,
-		ActionKeyExpiryChanged, ActionGrantSet, ActionGrantRevoked}
+		ActionKeyExpiryChanged, ActionGrantSet, ActionGrantRevoked, ActionKeyLeaked}
 }
 
 // Actor types: who made a change.
@@ -35,6 +38,7 @@ const (
 	ActorPortal     = "portal"      // a tenant's user, through the portal
 	ActorOperator   = "operator"    // an operator signed in to the console
 	ActorSystem     = "system"      // Keygate itself
+	ActorGitHub     = "github"      // GitHub's secret scanning, reporting a leaked key
 )
 
 // Actor is who made a change: its type and its name (the token's name,
@@ -130,7 +134,8 @@ func ValidEventID(id string) bool {
 }
 
 // audit records one event of the change being written, with the origin
-// the context carries, in the same transaction.
+// the context carries, in the same transaction, and adds it to the events
+// outbox under the same id with its subject as the transaction left it.
 func (t *writeTx) audit(ctx context.Context, action, tenant, keyID string, details map[string]any) error {
 	at := dbTime(time.Now())
 	id, err := newEventID(at)
@@ -145,8 +150,17 @@ func (t *writeTx) audit(ctx context.Context, action, tenant, keyID string, detai
 		return fmt.Errorf("audit details of %s: %w", action, err)
 	}
 	o := OriginOf(ctx)
-	return t.q.exec(ctx, stmtInsertAudit, id, t.q.time(at), action, tenant, nullString(keyID),
+	err = t.q.exec(ctx, stmtInsertAudit, id, t.q.time(at), action, tenant, nullString(keyID),
 		o.Actor.Type, o.Actor.Name, nullString(o.SourceIP), nullString(o.RequestID), string(d))
+	if err != nil {
+		return err
+	}
+	key, grant, err := t.subject(ctx, keyID)
+	if err != nil {
+		return err
+	}
+	return t.outbox(ctx, Event{ID: id, At: at, Type: action, Tenant: tenant, KeyID: keyID, Actor: o.Actor,
+		RequestID: o.RequestID, Key: key, Grant: grant, Details: details})
 }
 
 // AuditEvents implements DB.

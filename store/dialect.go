@@ -22,6 +22,10 @@ type dialect interface {
 	// returns nil, announcing last, the highest version fn drew (0: none),
 	// where the database can (PostgreSQL: NOTIFY).
 	versioned(ctx context.Context, fn func(queries) (last int64, err error)) error
+	// tx runs fn in a write transaction that draws no version and takes
+	// no version lock (SQLite: BEGIN IMMEDIATE on the one writer
+	// connection): the outbox's own bookkeeping, which no cache follows.
+	tx(ctx context.Context, fn func(queries) error) error
 	// duplicate reports whether err is a uniqueness violation. ("No rows"
 	// is sql.ErrNoRows for both drivers: pgx.ErrNoRows wraps it.)
 	duplicate(err error) bool
@@ -36,6 +40,16 @@ type dialectSQL struct {
 	// lockKey reads key $1 and keeps other writers off it until the
 	// transaction ends.
 	lockKey string
+	// undispatched reads up to $1 undispatched outbox events, oldest
+	// first, skipping those another transaction holds (PostgreSQL).
+	undispatched string
+	// dueDeliveries reads up to $2 pending deliveries due at $1 with
+	// their events, earliest first, skipping those another transaction
+	// holds (PostgreSQL).
+	dueDeliveries string
+	// oldestUndelivered returns, in Unix microseconds (0: none), the time
+	// of the oldest event not yet dispatched or with a pending delivery.
+	oldestUndelivered string
 }
 
 // queries runs statements on a dialect's read connections or in one of its
@@ -48,6 +62,8 @@ type queries interface {
 	grant(ctx context.Context, query string, args ...any) (keys.Grant, error)
 	grants(ctx context.Context, query string, args ...any) ([]keys.Grant, error) // never nil
 	events(ctx context.Context, query string, args ...any) ([]AuditEvent, error) // never nil
+	outbox(ctx context.Context, query string, args ...any) ([]Event, error)      // never nil
+	deliveries(ctx context.Context, query string, args ...any) ([]Delivery, error)
 	scalar(ctx context.Context, query string, args ...any) (int64, error)
 	exec(ctx context.Context, query string, args ...any) error
 	// affected runs a statement and returns how many rows it changed.
@@ -71,6 +87,35 @@ type writeTx struct {
 	q    queries
 	db   *keyDB
 	last int64 // the highest version drawn
+	// The records read or written in this transaction, as they stand now:
+	// an audit event's outbox entry carries its subject as it was.
+	keys  map[string]keys.Record
+	grant *keys.Grant
+}
+
+// saw notes r as it stands in this transaction.
+func (t *writeTx) saw(r keys.Record) {
+	if t.keys == nil {
+		t.keys = map[string]keys.Record{}
+	}
+	t.keys[r.ID] = r
+}
+
+// subject is the key (by id) or, for "", the grant this transaction
+// changed, for an event about it; a key it has not seen is read.
+func (t *writeTx) subject(ctx context.Context, keyID string) (*keys.Record, *keys.Grant, error) {
+	if keyID == "" {
+		return nil, t.grant, nil
+	}
+	r, ok := t.keys[keyID]
+	if !ok {
+		var err error
+		if r, err = t.q.key(ctx, stmtKeyByID, keyID); err != nil {
+			return nil, nil, t.db.named(err, "key "+keyID)
+		}
+	}
+	r.Hash = keys.Hash{}
+	return &r, nil, nil
 }
 
 func (t *writeTx) nextVersion(ctx context.Context) (int64, error) {
@@ -85,6 +130,9 @@ func (t *writeTx) nextVersion(ctx context.Context) (int64, error) {
 // lockKey reads key id for a change.
 func (t *writeTx) lockKey(ctx context.Context, id string) (keys.Record, error) {
 	r, err := t.q.key(ctx, t.db.sql.lockKey, id)
+	if err == nil {
+		t.saw(r)
+	}
 	return r, t.db.named(err, "key "+id)
 }
 
@@ -95,7 +143,11 @@ func (t *writeTx) insertKey(ctx context.Context, r *keys.Record) error {
 		return err
 	}
 	r.Version = v
-	return t.db.named(t.q.exec(ctx, stmtInsertKey, keyArgs(t.q, r)...), "key "+r.ID+" or its hash")
+	if err := t.q.exec(ctx, stmtInsertKey, keyArgs(t.q, r)...); err != nil {
+		return t.db.named(err, "key "+r.ID+" or its hash")
+	}
+	t.saw(*r)
+	return nil
 }
 
 // updateKey stores r's mutable fields (expiry, revocation, roll) with a
@@ -106,8 +158,12 @@ func (t *writeTx) updateKey(ctx context.Context, r *keys.Record) error {
 		return err
 	}
 	r.Version = v
-	return t.q.exec(ctx, stmtUpdateKey, t.q.time(r.ExpiresAt), t.q.time(r.RevokedAt), t.q.time(r.RolledAt),
-		nullString(r.ReplacedBy), r.Version, r.ID)
+	if err := t.q.exec(ctx, stmtUpdateKey, t.q.time(r.ExpiresAt), t.q.time(r.RevokedAt), t.q.time(r.RolledAt),
+		nullString(r.ReplacedBy), r.Version, r.ID); err != nil {
+		return err
+	}
+	t.saw(*r)
+	return nil
 }
 
 // putGrant stores g with a new version, replacing the grant for its
@@ -117,8 +173,12 @@ func (t *writeTx) putGrant(ctx context.Context, g keys.Grant) (keys.Grant, error
 	if err != nil {
 		return keys.Grant{}, err
 	}
-	return t.q.grant(ctx, stmtPutGrant, g.Tenant, g.Org, t.q.scopes(g.Scopes), t.q.time(g.CreatedAt),
+	out, err := t.q.grant(ctx, stmtPutGrant, g.Tenant, g.Org, t.q.scopes(g.Scopes), t.q.time(g.CreatedAt),
 		t.q.time(g.UpdatedAt), t.q.time(g.RevokedAt), v)
+	if err == nil {
+		t.grant = &out
+	}
+	return out, err
 }
 
 // revokeGrant ends the grant of tenant in org, if one is in force, with a
@@ -129,6 +189,9 @@ func (t *writeTx) revokeGrant(ctx context.Context, tenant, org string, at time.T
 		return keys.Grant{}, err
 	}
 	g, err := t.q.grant(ctx, stmtRevokeGrant, t.q.time(at), v, tenant, org)
+	if err == nil {
+		t.grant = &g
+	}
 	return g, t.db.named(err, grantName(tenant, org))
 }
 

@@ -67,7 +67,11 @@ var pgSQL = dialectSQL{
 	version: `SELECT GREATEST(
 	COALESCE((SELECT max(version) FROM keys), 0),
 	COALESCE((SELECT max(version) FROM grants), 0))`,
-	lockKey: stmtKeyByID + ` FOR UPDATE`,
+	lockKey:       stmtKeyByID + ` FOR UPDATE`,
+	undispatched:  selectUndispatched + ` FOR UPDATE SKIP LOCKED`,
+	dueDeliveries: selectDue + ` FOR UPDATE OF d SKIP LOCKED`,
+	oldestUndelivered: `SELECT COALESCE((extract(epoch FROM min(at)) * 1000000)::bigint, 0) FROM (
+` + undeliveredAt + `) u`,
 }
 
 // OpenPostgres connects to the PostgreSQL database at url (a pgx connection
@@ -212,6 +216,11 @@ func (p *Postgres) versionedTx(ctx context.Context, fn func(tx pgx.Tx) (last int
 		}
 		return nil
 	})
+}
+
+// tx implements dialect.
+func (p *Postgres) tx(ctx context.Context, fn func(queries) error) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return fn(pgQueries{q: tx}) })
 }
 
 // duplicate implements dialect.

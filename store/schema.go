@@ -31,6 +31,14 @@ type migration struct {
 // events, a page after a cursor and the events before a retention horizon
 // are all ranges of an index. key_usage counts a key's decisions per hour
 // (hour: Unix seconds of the hour's start), added to by every replica.
+//
+// outbox_events is the events outbox: every audit event's row is written
+// in the same transaction as the audit event, under the same id, and
+// Keygate's own notices (expiry, rate limits) are added beside them, made
+// idempotent by dedupe. subject holds the key or grant as it was (never a
+// hash). dispatched marks the events whose webhook_deliveries, one per
+// endpoint that wants the event, have been made; next_at is when a pending
+// delivery is due, or until when a sender holds it.
 func migrations() []migration {
 	return []migration{{
 		version: 1,
@@ -175,6 +183,77 @@ CREATE TABLE key_usage (
 );
 CREATE INDEX key_usage_tenant_idx ON key_usage (tenant, hour);
 CREATE INDEX key_usage_hour_idx ON key_usage (hour);
+`,
+	}, {
+		version: 3,
+		name:    "the events outbox and webhook deliveries",
+		sqlite: `
+CREATE TABLE outbox_events (
+	id         TEXT PRIMARY KEY,
+	at         INTEGER NOT NULL,
+	type       TEXT NOT NULL,
+	tenant     TEXT NOT NULL,
+	key_id     TEXT,
+	actor_type TEXT NOT NULL,
+	actor_name TEXT NOT NULL,
+	request_id TEXT,
+	subject    TEXT NOT NULL DEFAULT '{}',
+	details    TEXT NOT NULL DEFAULT '{}',
+	dedupe     TEXT UNIQUE,
+	dispatched INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX outbox_events_undispatched_idx ON outbox_events (id) WHERE dispatched = false;
+
+CREATE TABLE webhook_deliveries (
+	event_id   TEXT NOT NULL,
+	endpoint   TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	next_at    INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	last_code  INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (event_id, endpoint)
+);
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_status_idx ON webhook_deliveries (status, event_id);
+
+CREATE INDEX keys_expires_idx ON keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
+`,
+		postgres: `
+CREATE TABLE outbox_events (
+	id         text PRIMARY KEY,
+	at         timestamptz NOT NULL,
+	type       text NOT NULL,
+	tenant     text NOT NULL,
+	key_id     text,
+	actor_type text NOT NULL,
+	actor_name text NOT NULL,
+	request_id text,
+	subject    jsonb NOT NULL DEFAULT '{}',
+	details    jsonb NOT NULL DEFAULT '{}',
+	dedupe     text UNIQUE,
+	dispatched boolean NOT NULL DEFAULT false
+);
+CREATE INDEX outbox_events_undispatched_idx ON outbox_events (id) WHERE dispatched = false;
+
+CREATE TABLE webhook_deliveries (
+	event_id   text NOT NULL,
+	endpoint   text NOT NULL,
+	status     text NOT NULL,
+	attempts   integer NOT NULL DEFAULT 0,
+	next_at    timestamptz NOT NULL,
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL,
+	last_code  integer NOT NULL DEFAULT 0,
+	last_error text NOT NULL DEFAULT '',
+	PRIMARY KEY (event_id, endpoint)
+);
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_status_idx ON webhook_deliveries (status, event_id);
+
+CREATE INDEX keys_expires_idx ON keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
 `,
 	}}
 }

@@ -44,9 +44,12 @@ var (
 // sqliteSQL is SQLite's side of dialectSQL. BEGIN IMMEDIATE has locked
 // out every other writer already, so lockKey is a plain read.
 var sqliteSQL = dialectSQL{
-	nextVersions: `UPDATE version_counter SET value = value + $1 WHERE id = 1 RETURNING value`,
-	version:      `SELECT value FROM version_counter WHERE id = 1`,
-	lockKey:      stmtKeyByID,
+	nextVersions:      `UPDATE version_counter SET value = value + $1 WHERE id = 1 RETURNING value`,
+	version:           `SELECT value FROM version_counter WHERE id = 1`,
+	lockKey:           stmtKeyByID,
+	undispatched:      selectUndispatched,
+	dueDeliveries:     selectDue,
+	oldestUndelivered: `SELECT COALESCE(min(at), 0) FROM (` + undeliveredAt + `)`,
 }
 
 // sqliteCacheSize is the writer's page cache: 32 MiB (negative: KiB).
@@ -215,6 +218,11 @@ func (s *SQLite) versioned(ctx context.Context, fn func(queries) (int64, error))
 		_, err := fn(sqliteQueries{q: tx})
 		return err
 	})
+}
+
+// tx implements dialect on the one writer connection.
+func (s *SQLite) tx(ctx context.Context, fn func(queries) error) error {
+	return inTx(ctx, s.w, func(tx *sql.Tx) error { return fn(sqliteQueries{q: tx}) })
 }
 
 // duplicate implements dialect.

@@ -93,6 +93,9 @@ type DB interface {
 	// PruneAudit deletes the events made before before and says how many.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 
+	// Outbox is the events outbox and the webhook deliveries.
+	Outbox
+
 	// TouchLastUsed records use times by key ID, never moving one back.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 

@@ -46,6 +46,11 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"AuditEvents", testAuditEvents},
 		{"AuditAtomic", testAuditAtomic},
 		{"AuditQuery", testAuditQuery},
+		{"OutboxFromAudit", testOutboxFromAudit},
+		{"OutboxDeliveries", testOutboxDeliveries},
+		{"OutboxDedupe", testOutboxDedupe},
+		{"OutboxClaimsOnce", testOutboxClaimsOnce},
+		{"ExpiringKeys", testExpiringKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
