@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
@@ -151,9 +152,14 @@ func benchReq(auth string, kv ...string) *authv3.CheckRequest {
 }
 
 // BenchmarkCheck is one Check without network — the decision, the
-// CheckResponse and the log line — for an allowed key and each denial.
+// CheckResponse and the log line — for an allowed key and each denial;
+// "notices" are the allowed and rate-limited cases again with the
+// key.rate_limited notices on (events.Publisher), which the allowed path
+// never reaches.
 func BenchmarkCheck(b *testing.B) {
 	s, k := benchServer(b)
+	ns, nk := benchServer(b)
+	ns.cfg.RateLimited = benchPublisher(b)
 	cases := []struct {
 		name string
 		req  *authv3.CheckRequest
@@ -174,19 +180,49 @@ func BenchmarkCheck(b *testing.B) {
 		{"unavailable", benchReq("Bearer " + k.down)},
 		{"unavailable/over_budget", benchReq("Bearer " + k.over)},
 	}
-	for _, c := range cases {
-		want, _, _ := strings.Cut(c.name, "/")
-		b.Run(c.name, func(b *testing.B) {
+	run := func(name string, srv *Server, req *authv3.CheckRequest) {
+		want, _, _ := strings.Cut(name, "/")
+		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				resp := checkForWire(ctx, s, c.req)
+				resp := checkForWire(ctx, srv, req)
 				if resp.GetStatus().GetMessage() != want && !(want == "allowed" && resp.GetOkResponse() != nil) {
 					b.Fatalf("%s: %v", want, resp.GetStatus())
 				}
 			}
 		})
 	}
+	for _, c := range cases {
+		run(c.name, s, c.req)
+	}
+	run("allowed/notices", ns, benchReq("Bearer "+nk.allowed))
+	run("rate_limited/notices", ns, benchReq("Bearer "+nk.tiny))
+}
+
+// benchPublisher is an events publisher over a SQLite outbox with one
+// endpoint that wants every event, key.rate_limited included. It is not
+// run: its notices queue fills and the rest are dropped, as when its
+// writer falls behind; a key's later 429s in a window are remembered.
+func benchPublisher(b *testing.B) *events.Publisher {
+	db, err := store.Open(b.Context(), "sqlite:"+filepath.Join(b.TempDir(), "events.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if err := db.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	secret, err := events.ParseSecret("whsec_" + strings.Repeat("A", 44))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := events.New(events.Config{Endpoints: []events.Endpoint{{URL: "http://127.0.0.1:9/hook", Secret: secret}}},
+		db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
 
 // checkForWire decides req as the gRPC handler does with Keygate's codec:

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
@@ -52,6 +53,15 @@ type limiter interface {
 
 var _ limiter = (*limits.Limiter)(nil)
 
+// rateLimitNotifier is told of every 429 a key's plan gives, with the
+// window that refused it; it must not block. *events.Publisher
+// implements it.
+type rateLimitNotifier interface {
+	RateLimited(rec keys.Record, w limits.Window, at time.Time)
+}
+
+var _ rateLimitNotifier = (*events.Publisher)(nil)
+
 // usageRecorder notes that a key was used; writes are batched elsewhere.
 type usageRecorder interface {
 	Touch(id string, at time.Time)
@@ -79,6 +89,9 @@ type Config struct {
 	// any database lookup (keys in memory still work, so one client's
 	// guessing does not lock out others behind the same address).
 	Failures failureLimiter
+	// RateLimited, if set, is told of each request a key's rate limit
+	// refuses (the allowed path never calls it).
+	RateLimited rateLimitNotifier
 	// TrustedHops is how many proxies in front of Envoy append to
 	// X-Forwarded-For; 0 means the client is Envoy's source address.
 	TrustedHops int
@@ -316,6 +329,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	d.HasRate = true
 	if !d.Rate.Allowed {
 		d.RetryAfter = d.Rate.RetryAfter
+		if s.cfg.RateLimited != nil {
+			s.cfg.RateLimited.RateLimited(rec, d.Rate.Window, d.Now)
+		}
 		return CodeRateLimited
 	}
 	if intro {
