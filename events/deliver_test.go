@@ -76,7 +76,7 @@ func TestEachTypeDeliveredOnce(t *testing.T) {
 	}
 
 	want := map[string]int{
-		store.ActionKeyCreated: 3, // a roll's new key is told of by key.rolled
+		store.ActionKeyCreated:  3, // a roll's new key is told of by key.rolled
 		store.ActionKeyImported: 1, store.ActionKeyRevoked: 1, store.ActionKeyRolled: 1,
 		store.ActionKeyExpiryChanged: 2, store.ActionGrantSet: 1, store.ActionGrantRevoked: 1,
 		store.ActionKeyLeaked: 1, store.EventKeyExpiring: 1, store.EventKeyExpired: 1, store.EventKeyRateLimited: 1,
@@ -135,7 +135,9 @@ func TestEachTypeDeliveredOnce(t *testing.T) {
 	for _, tk := range rc.snapshot() {
 		byType[tk.typ] = tk
 	}
-	details := func(typ string) map[string]any { return byType[typ].body["data"].(map[string]any)["details"].(map[string]any) }
+	details := func(typ string) map[string]any {
+		return byType[typ].body["data"].(map[string]any)["details"].(map[string]any)
+	}
 	if d := details(store.ActionKeyLeaked); d["url"] != "https://github.com/acme/app/blob/main/.env" || d["source"] != "content" {
 		t.Errorf("key.leaked details %v", d)
 	}

@@ -90,7 +90,9 @@ const (
 )
 
 // DefaultExpiringBefore are the default times of key.expiring notices.
-func DefaultExpiringBefore() []time.Duration { return []time.Duration{7 * 24 * time.Hour, 24 * time.Hour} }
+func DefaultExpiringBefore() []time.Duration {
+	return []time.Duration{7 * 24 * time.Hour, 24 * time.Hour}
+}
 
 // Validate checks c's own rules (endpoints are checked by Endpoints);
 // errors name the field under the config's names.
