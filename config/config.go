@@ -36,6 +36,61 @@ type Config struct {
 	Errors          Errors              `yaml:"errors"`
 	Introspection   Introspection       `yaml:"introspection"`
 	TLS             TLS                 `yaml:"tls"`
+	Webhooks        Webhooks            `yaml:"webhooks"`
+	Events          Events              `yaml:"events"`
+	SecretScanning  SecretScanning      `yaml:"secret_scanning"`
+	Portal          Portal              `yaml:"portal"`
+}
+
+// Webhooks sends events to HTTP endpoints, signed as Standard Webhooks
+// sign them, from the key database's outbox.
+type Webhooks struct {
+	Endpoints []WebhookEndpoint `yaml:"endpoints"`
+	// MaxAge is how long an event is retried before it is marked failed.
+	MaxAge      time.Duration `yaml:"max_age"`
+	Timeout     time.Duration `yaml:"timeout"` // one attempt
+	Concurrency int           `yaml:"concurrency"`
+	MinBackoff  time.Duration `yaml:"min_backoff"`
+	MaxBackoff  time.Duration `yaml:"max_backoff"`
+	// Retention keeps delivered and failed events for keygate webhooks
+	// deliveries.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// WebhookEndpoint is one receiver of events: its signing secret is
+// Secret (whsec_…) or the value of the variable SecretEnv names; empty
+// Events and Tenants mean all.
+type WebhookEndpoint struct {
+	URL       string   `yaml:"url"`
+	Secret    string   `yaml:"secret"`
+	SecretEnv string   `yaml:"secret_env"`
+	Events    []string `yaml:"events"`
+	Tenants   []string `yaml:"tenants"`
+}
+
+// Events sets the events Keygate notices itself.
+type Events struct {
+	// ExpiringBefore are the times before a key's expiry (or the end of a
+	// roll's grace) at which key.expiring is sent.
+	ExpiringBefore []time.Duration `yaml:"expiring_before"`
+}
+
+// SecretScanning answers GitHub's secret scanning partner program on the
+// portal listener.
+type SecretScanning struct {
+	Enabled bool                 `yaml:"enabled"`
+	Action  string               `yaml:"action"` // revoke | notify
+	GitHub  SecretScanningGitHub `yaml:"github"`
+}
+
+// SecretScanningGitHub is where GitHub's signing keys are read.
+type SecretScanningGitHub struct {
+	KeysURL string `yaml:"keys_url"`
+}
+
+// Portal is the listener meant to face the internet.
+type Portal struct {
+	Addr string `yaml:"addr"`
 }
 
 // TLS secures the gRPC listener, for Envoy outside a mesh. Files are

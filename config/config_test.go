@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,13 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	}
 	if len(cfg.Plans) != len(def.Plans) {
 		t.Errorf("example plans %v, defaults %v", cfg.Plans, def.Plans)
+	}
+	w, dw := cfg.Webhooks, def.Webhooks
+	w.Endpoints, dw.Endpoints = nil, nil
+	if len(cfg.Webhooks.Endpoints) != 0 || !reflect.DeepEqual(w, dw) || !reflect.DeepEqual(cfg.Events, def.Events) ||
+		cfg.SecretScanning != def.SecretScanning || cfg.Portal != def.Portal {
+		t.Errorf("keygate.example.yaml must show the events defaults:\n got %+v %+v %+v %+v\nwant %+v %+v %+v %+v",
+			cfg.Webhooks, cfg.Events, cfg.SecretScanning, cfg.Portal, def.Webhooks, def.Events, def.SecretScanning, def.Portal)
 	}
 }
 
@@ -127,6 +135,21 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"zero miss budget", "cache:\n  miss_lookups_per_second: 0\n", nil, "cache.miss_lookups_per_second"},
 		{"negative miss budget", "", map[string]string{"KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND": "-5"}, "cache.miss_lookups_per_second"},
 		{"bad env var miss budget", "", map[string]string{"KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND": "lots"}, "KEYGATE_CACHE_MISS_LOOKUPS_PER_SECOND"},
+		{"webhook without secret", "webhooks:\n  endpoints: [{url: 'https://h.example/k'}]\n", nil, "webhooks.endpoints[0].secret: required"},
+		{"webhook bad secret", "webhooks:\n  endpoints: [{url: 'https://h.example/k', secret: hunter2}]\n", nil, "webhooks.endpoints[0].secret: must start with whsec_"},
+		{"webhook bad url", "webhooks:\n  endpoints: [{url: 'ftp://h.example/k', secret_env: S}]\n", nil, "webhooks.endpoints[0].url"},
+		{"webhook bad type", "webhooks:\n  endpoints: [{url: 'https://h.example/k', secret_env: S, events: [key.deleted]}]\n", nil, "webhooks.endpoints[0].events[0]"},
+		{"webhook misspelt field", "webhooks:\n  endpoints: [{url: 'https://h.example/k', secret_env: S, tenant: [a]}]\n", nil, "webhooks.endpoints[0].tenant: unknown field; did you mean tenants?"},
+		{"zero max_age", "webhooks:\n  max_age: 0s\n", nil, "webhooks.max_age"},
+		{"huge timeout", "webhooks:\n  timeout: 1h\n", nil, "webhooks.timeout: at most 5m"},
+		{"backoff upside down", "webhooks:\n  min_backoff: 1h\n  max_backoff: 1m\n", nil, "webhooks.min_backoff"},
+		{"zero concurrency", "webhooks:\n  concurrency: 0\n", nil, "webhooks.concurrency"},
+		{"bad expiring_before", "events:\n  expiring_before: [7d, soon]\n", nil, "events.expiring_before[1]"},
+		{"zero expiring_before", "events:\n  expiring_before: [0s]\n", nil, "events.expiring_before[0]"},
+		{"bad scanning action", "secret_scanning:\n  action: delete\n", nil, "secret_scanning.action"},
+		{"http keys url", "secret_scanning:\n  github: {keys_url: 'http://keys.example/x'}\n", nil, "secret_scanning.github.keys_url"},
+		{"scanning without portal", "secret_scanning: {enabled: true}\nportal: {addr: ''}\n", nil, "secret_scanning.enabled: needs portal.addr"},
+		{"bad portal addr", "portal:\n  addr: nine\n", nil, "portal.addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

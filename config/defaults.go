@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/keygate/keygate/events"
+	"github.com/keygate/keygate/secretscan"
+)
 
 // Default returns the configuration used when nothing is set: SQLite in the
 // working directory, in-process limits, the seeds' plans.
@@ -31,6 +36,11 @@ func Default() Config {
 		Roll:          Roll{Grace: 24 * time.Hour},
 		Errors:        Errors{Shape: "nested", Fields: ErrorFields{Code: "code", Message: "message", Type: "type", RequestID: "request_id"}},
 		Introspection: Introspection{Methods: []string{"GET"}},
+		Webhooks: Webhooks{MaxAge: events.DefaultMaxAge, Timeout: events.DefaultTimeout, Concurrency: events.DefaultConcurrency,
+			MinBackoff: events.DefaultMinBackoff, MaxBackoff: events.DefaultMaxBackoff, Retention: 30 * 24 * time.Hour},
+		Events:         Events{ExpiringBefore: events.DefaultExpiringBefore()},
+		SecretScanning: SecretScanning{Action: string(secretscan.ActionRevoke), GitHub: SecretScanningGitHub{KeysURL: secretscan.DefaultKeysURL}},
+		Portal:         Portal{Addr: ":9092"},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
@@ -98,6 +99,36 @@ func (c *Config) DatabaseKind() string {
 		return "sqlite"
 	}
 	return "postgres"
+}
+
+// WebhookEndpoints returns the webhook endpoints in the events package's
+// terms. lookup reads the variables secret_env names (os.LookupEnv in the
+// server); nil checks only their names.
+func (c *Config) WebhookEndpoints(lookup func(string) (string, bool)) ([]events.Endpoint, error) {
+	cfgs := make([]events.EndpointConfig, len(c.Webhooks.Endpoints))
+	for i, e := range c.Webhooks.Endpoints {
+		cfgs[i] = events.EndpointConfig{URL: e.URL, Secret: e.Secret, SecretEnv: e.SecretEnv, Events: e.Events, Tenants: e.Tenants}
+	}
+	return events.Endpoints("webhooks.endpoints", cfgs, lookup)
+}
+
+// Publisher returns the events publisher's configuration, its
+// endpoints' secrets read through lookup (os.LookupEnv in the server).
+func (c *Config) Publisher(lookup func(string) (string, bool)) (events.Config, error) {
+	eps, err := c.WebhookEndpoints(lookup)
+	if err != nil {
+		return events.Config{}, err
+	}
+	return c.eventsConfig(eps), nil
+}
+
+func (c *Config) eventsConfig(eps []events.Endpoint) events.Config {
+	w := c.Webhooks
+	return events.Config{
+		Endpoints: eps, MaxAge: w.MaxAge, Timeout: w.Timeout, Concurrency: w.Concurrency,
+		MinBackoff: w.MinBackoff, MaxBackoff: w.MaxBackoff, ExpiringBefore: c.Events.ExpiringBefore,
+		PollInterval: c.Database.PollInterval, QueryTimeout: c.Database.Timeout,
+	}
 }
 
 // AdminTokens returns the admin tokens: admin.token as the token named

@@ -13,6 +13,7 @@ import (
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/secretscan"
 )
 
 var headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
@@ -32,7 +33,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	for field, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr} {
+	addrs := map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr}
+	if c.Portal.Addr != "" {
+		addrs["portal.addr"] = c.Portal.Addr
+	}
+	for field, addr := range addrs {
 		if _, port, err := net.SplitHostPort(addr); err != nil {
 			bad(field, "%q is not host:port (e.g. :9090 or 127.0.0.1:9090)", addr)
 		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
@@ -51,6 +56,11 @@ func (c *Config) Validate() error {
 		"audit.retention":          c.Audit.Retention,
 		"usage.flush_interval":     c.Usage.FlushInterval,
 		"usage.retention":          c.Usage.Retention,
+		"webhooks.max_age":         c.Webhooks.MaxAge,
+		"webhooks.timeout":         c.Webhooks.Timeout,
+		"webhooks.min_backoff":     c.Webhooks.MinBackoff,
+		"webhooks.max_backoff":     c.Webhooks.MaxBackoff,
+		"webhooks.retention":       c.Webhooks.Retention,
 	}
 	for field, d := range positive {
 		if d <= 0 {
@@ -92,6 +102,16 @@ func (c *Config) Validate() error {
 	delegate(c.ErrorFormat().Validate())
 	_, err = c.AdminTokens()
 	delegate(err)
+	_, err = c.WebhookEndpoints(nil)
+	delegate(err)
+	delegate(c.eventsConfig(nil).Validate())
+	delegate(secretscan.ValidateSettings(c.SecretScanning.Action, c.SecretScanning.GitHub.KeysURL))
+	if c.Webhooks.Concurrency == 0 {
+		bad("webhooks.concurrency", "must be from 1 to 256, got 0")
+	}
+	if c.SecretScanning.Enabled && c.Portal.Addr == "" {
+		bad("secret_scanning.enabled", "needs portal.addr, the listener GitHub posts to")
+	}
 	for _, env := range c.formatEnvs() {
 		if _, ok := c.Plans[env]; !ok && len(c.Plans) > 0 {
 			bad("plans", "no plan named %q, the default plan of %s keys", env, env)

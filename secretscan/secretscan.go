@@ -61,6 +61,22 @@ func ParseAction(s string) (Action, error) {
 	return "", fmt.Errorf("%q is not revoke or notify", s)
 }
 
+// ValidateSettings checks secret_scanning.action and
+// secret_scanning.github.keys_url (empty: the default), naming the field
+// at fault.
+func ValidateSettings(action, keysURL string) error {
+	var errs []error
+	if _, err := ParseAction(action); err != nil {
+		errs = append(errs, fmt.Errorf("secret_scanning.action: %w", err))
+	}
+	if keysURL != "" {
+		if err := checkKeysURL(keysURL); err != nil {
+			errs = append(errs, fmt.Errorf("secret_scanning.github.keys_url: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Labels of GitHub's feedback.
 const (
 	labelTrue  = "true_positive"
