@@ -44,7 +44,7 @@ func (s *Server) httpMux(p *parts, db store.DB) (*http.ServeMux, error) {
 		s.log.Info("admin API off: neither admin.token (KEYGATE_ADMIN_TOKEN) nor admin.tokens is set")
 		return mux, nil
 	}
-	svc, err := s.newAdmin(db, p.cache.Notify)
+	svc, err := s.newAdmin(db, p.changed)
 	if err != nil {
 		return nil, err
 	}

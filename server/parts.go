@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/certs"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/store"
@@ -32,6 +33,7 @@ type parts struct {
 	usage    *usage.Recorder
 	failures *limits.Failures // nil: failed authentications are not limited
 	authz    *extauthz.Server
+	events   *events.Publisher
 	registry *prometheus.Registry
 }
 
@@ -83,6 +85,12 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	if err := registerStateMetrics(p.registry, p.cache, p.limiter); err != nil {
 		return nil, err
 	}
+	if p.events, err = events.New(s.events, db, log.With(slog.String("component", "webhooks"))); err != nil {
+		return nil, err
+	}
+	if err := registerEventsMetrics(p.registry, p.events); err != nil {
+		return nil, err
+	}
 	if w := cfg.Auth.Failures; w.Limit > 0 {
 		if p.failures, err = limits.NewFailures(limits.Window{Limit: w.Limit, Period: w.Period}, nil); err != nil {
 			return nil, err
@@ -92,6 +100,7 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	ecfg := extauthz.Config{
 		Formats: s.formats, Hasher: s.hasher, Policy: s.policy,
 		Headers: cfg.HeaderNames(), Realm: cfg.Auth.Realm, Errors: &ef, TrustedHops: cfg.Auth.TrustedHops,
+		RateLimited: p.events,
 	}
 	if p.failures != nil { // a nil *Failures must not become a non-nil interface
 		ecfg.Failures = p.failures

@@ -1,7 +1,8 @@
 // Package server builds and runs the whole Keygate server from a
 // config.Config: the key database, the cache that follows it, the rate
-// limiter, the usage recorder, the ext_authz gRPC service and the HTTP
-// listener (health, metrics, /authz, the admin API). `keygate serve`, the
+// limiter, the usage recorder, the ext_authz gRPC service, the HTTP
+// listener (health, metrics, /authz, the admin API), the events publisher
+// (webhooks) and, with secret scanning on, the portal listener. `keygate serve`, the
 // load harness and the process tests all build their server here, so
 // that what is measured and tested is what users run.
 package server
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -23,10 +25,12 @@ import (
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/events"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/store"
 )
 
@@ -39,11 +43,13 @@ type Server struct {
 	formats *keys.Formats
 	hasher  *keys.Hasher
 	policy  *policy.Policy
+	events  events.Config // with its endpoints' secrets read
 
 	ready chan struct{} // closed once both listeners are bound
 	mu    sync.Mutex    // guards what Run sets for the accessors
 	grpcA net.Addr
 	httpA net.Addr
+	portA net.Addr // nil: no portal listener
 	kc    *cache.Cache
 	lim   *limits.Limiter
 }
@@ -65,8 +71,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ev, err := cfg.Publisher(os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return &Server{
-		cfg: cfg, log: log, formats: formats, policy: pol,
+		cfg: cfg, log: log, formats: formats, policy: pol, events: ev,
 		hasher: keys.NewHasher([]byte(cfg.Database.Pepper)),
 		ready:  make(chan struct{}),
 	}, nil
@@ -81,6 +91,14 @@ func (s *Server) Addrs() (grpcAddr, httpAddr net.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.grpcA, s.httpA
+}
+
+// PortalAddr returns the bound portal address (portal.addr), nil before
+// Ready or when nothing is served there.
+func (s *Server) PortalAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.portA
 }
 
 // Stats are the counters of a running server's cache and limiter.
@@ -143,12 +161,31 @@ func (s *Server) Run(ctx context.Context) error {
 		glis.Close()
 		return fmt.Errorf("http_addr: %w", err)
 	}
+	psrv, err := s.portalServer(p, db)
+	if err != nil {
+		glis.Close()
+		hlis.Close()
+		return err
+	}
+	var plis net.Listener
+	if psrv != nil {
+		if plis, err = net.Listen("tcp", cfg.Portal.Addr); err != nil {
+			glis.Close()
+			hlis.Close()
+			return fmt.Errorf("portal.addr: %w", err)
+		}
+		log.Info("secret scanning: GitHub posts leaked keys to "+secretscan.Path, slog.String("portal_addr", plis.Addr().String()),
+			slog.String("action", cfg.SecretScanning.Action))
+	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
 		slog.String("database", cfg.DatabaseKind()), slog.Bool("redis", cfg.Redis.URL != ""), slog.Bool("tls", cfg.TLS.CertFile != ""),
 		slog.Bool("fast_encoder", extauthz.FastEncoding()))
 	s.mu.Lock()
 	s.grpcA, s.httpA, s.kc, s.lim = glis.Addr(), hlis.Addr(), p.cache, p.limiter
+	if plis != nil {
+		s.portA = plis.Addr()
+	}
 	s.mu.Unlock()
 	close(s.ready)
 
@@ -160,13 +197,15 @@ func (s *Server) Run(ctx context.Context) error {
 	bgGroup.Go(func() error { return p.cache.Run(bg) })
 	bgGroup.Go(func() error { return p.usage.Run(bg) })
 	bgGroup.Go(func() error { return p.limiter.Run(bg) })
+	bgGroup.Go(func() error { return p.events.Run(bg) })
 	if n, ok := db.(store.Notifier); ok {
-		bgGroup.Go(func() error { return n.Listen(bg, p.cache.Notify) })
+		bgGroup.Go(func() error { return n.Listen(bg, p.changed) })
 	}
 	bgGroup.Go(func() error { return followReadiness(bg, p.cache, cfg.Cache.StaleReady, hs) })
 	bgGroup.Go(func() error {
 		return prune(bg, log, 4*cfg.Database.Timeout, []pruner{
 			{what: "audit events", retention: cfg.Audit.Retention, prune: db.PruneAudit},
+			{what: "webhook events", retention: cfg.Webhooks.Retention, prune: db.PruneEvents},
 		})
 	})
 
@@ -178,6 +217,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if psrv != nil {
+		g.Go(func() error { return servePortal(gctx, psrv, plis, cfg.ShutdownTimeout) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down: draining in-flight checks", slog.Duration("timeout", cfg.ShutdownTimeout))

@@ -23,6 +23,8 @@ var commands = []func(env) *cobra.Command{
 	newKeysCmd,
 	newGrantsCmd,
 	newAuditCmd,
+	newWebhooksCmd,
+	newSecretScanningCmd,
 	newAdminTokenCmd,
 	newMigrateCmd,
 	newCheckCmd,
