@@ -227,7 +227,7 @@ func (h *Handler) act(r *http.Request, m match) (string, error) {
 	ctx := admin.WithCaller(r.Context(), admin.Principal{
 		Actor:  store.Actor{Type: store.ActorGitHub, Name: "secret-scanning"},
 		Tenant: rec.Tenant, Perms: []admin.Permission{admin.PermKeysRevoke},
-	}, remoteIP(r), r.Header.Get("X-GitHub-Request-Id"))
+	}, remoteIP(r), requestID(r))
 	revoked := false
 	if h.cfg.Action == ActionRevoke {
 		_, err := h.svc.Revoke(ctx, rec.ID)
@@ -257,6 +257,21 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 		return nil, http.StatusBadRequest, errors.New("the body could not be read")
 	}
 	return body, 0, nil
+}
+
+// requestID is GitHub's id of the delivery, for the audit log, if it is
+// a short printable token: the signature does not cover headers.
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-GitHub-Request-Id")
+	if len(id) > 128 {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return ""
+		}
+	}
+	return id
 }
 
 func remoteIP(r *http.Request) string {

@@ -396,3 +396,15 @@ func TestConfig(t *testing.T) {
 		t.Error("accepted without a database")
 	}
 }
+
+func TestRequestID(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""}, {"C0A8:1F2E:3B4C5D:6E7F", "C0A8:1F2E:3B4C5D:6E7F"}, {"a b", ""}, {"x\ny", ""}, {strings.Repeat("a", 129), ""},
+	} {
+		r := httptest.NewRequest(http.MethodPost, Path, nil)
+		r.Header["X-Github-Request-Id"] = []string{c.in}
+		if got := requestID(r); got != c.want {
+			t.Errorf("requestID(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
