@@ -45,6 +45,18 @@
 // such write (and every reconnect), so that a poller can wait for a notice
 // instead of a timer.
 //
+// # Events outbox
+//
+// Every audit event is also added to the events outbox, in the same
+// transaction and under the same id, with the key or grant as the change
+// left it (never a hash); AddEvents adds Keygate's own notices, made
+// idempotent by a dedupe key. The events package delivers them as
+// webhooks: DispatchEvents makes one delivery per endpoint that wants an
+// event, ClaimDeliveries holds due deliveries under a lease (PostgreSQL:
+// FOR UPDATE SKIP LOCKED, so replicas share the work without sending
+// anything twice), and FinishDelivery stores an attempt's result only
+// under the lease it was claimed with.
+//
 // # Bulk loading
 //
 // Both databases implement BulkInserter for seeding large test and
