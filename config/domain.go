@@ -127,7 +127,7 @@ func (c *Config) eventsConfig(eps []events.Endpoint) events.Config {
 	return events.Config{
 		Endpoints: eps, MaxAge: w.MaxAge, Timeout: w.Timeout, Concurrency: w.Concurrency,
 		MinBackoff: w.MinBackoff, MaxBackoff: w.MaxBackoff, ExpiringBefore: c.Events.ExpiringBefore,
-		PollInterval: c.Database.PollInterval, QueryTimeout: c.Database.Timeout,
+		QueryTimeout: c.Database.Timeout,
 	}
 }
 

@@ -35,13 +35,17 @@ func (p *Publisher) deliver(ctx context.Context) {
 		cancelSends()
 		inflight.Wait()
 	}()
-	tick := time.NewTicker(p.cfg.PollInterval)
+	interval := p.cfg.PollInterval
+	if len(p.endpoints) == 0 {
+		interval = max(interval, idlePollInterval)
+	}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var lastOldest time.Time
 	for {
 		more := p.pass(ctx, sends, slots, &inflight)
 		p.passes.Add(1)
-		if now := p.cfg.Now(); now.Sub(lastOldest) >= oldestEvery {
+		if now := p.cfg.Now(); len(p.endpoints) > 0 && now.Sub(lastOldest) >= oldestEvery {
 			p.readOldest(ctx)
 			lastOldest = now
 		}
@@ -72,8 +76,8 @@ func (p *Publisher) pass(ctx context.Context, sends context.Context, slots chan 
 		return false
 	}
 	free := cap(slots) - len(slots)
-	if free == 0 {
-		return false
+	if free == 0 || len(p.endpoints) == 0 {
+		return n == dispatchBatch
 	}
 	ds, err := p.db.ClaimDeliveries(ctx, now, now.Add(p.cfg.Timeout+leaseMargin), free)
 	if err != nil {

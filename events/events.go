@@ -56,7 +56,8 @@ type Config struct {
 	// each further one (with jitter) up to MaxBackoff. Defaults 5s, 1h.
 	MinBackoff, MaxBackoff time.Duration
 	// PollInterval paces looking for due deliveries when nothing wakes
-	// the publisher (Notify). Default 2s.
+	// the publisher (Notify). Default 1s; without endpoints, 30 s (there
+	// is only bookkeeping to do).
 	PollInterval time.Duration
 	// ExpiringBefore are the times before a key's expiry at which
 	// key.expiring is sent. Default 7d and 1d.
@@ -79,7 +80,8 @@ const (
 	DefaultConcurrency  = 8
 	DefaultMinBackoff   = 5 * time.Second
 	DefaultMaxBackoff   = time.Hour
-	DefaultPollInterval = 2 * time.Second
+	DefaultPollInterval = time.Second
+	idlePollInterval    = 30 * time.Second
 	DefaultScanInterval = time.Minute
 	maxConcurrency      = 256
 	// dispatchBatch is how many events one pass dispatches at most.
