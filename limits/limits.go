@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,8 +35,8 @@ var (
 // Window is one limit of a plan: Limit requests per Period, with a burst of
 // Limit (a fresh key may spend its whole window at once).
 type Window struct {
-	Limit  int           `yaml:"limit"`
-	Period time.Duration `yaml:"period"`
+	Limit  int
+	Period time.Duration
 }
 
 // Name renders the period for the RateLimit headers: "1h", "24h", "1m", "30s".
@@ -151,7 +150,8 @@ type denial struct {
 	window int   // index of the denying window in plan
 }
 
-// New validates cfg and connects lazily to Redis (no I/O here).
+// New validates cfg (its plans by ValidatePlans) and connects lazily to
+// Redis (no I/O here).
 func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if log == nil {
 		return nil, errors.New("limits: logger is required")
@@ -185,37 +185,16 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if len(cfg.Plans) == 0 {
-		return nil, errors.New("plans: at least one plan is required")
+	if err := ValidatePlans(cfg.Plans); err != nil {
+		return nil, err
 	}
-	l := &Limiter{cfg: cfg, log: log, plans: map[string]*plan{}}
+	l := &Limiter{cfg: cfg, log: log, plans: make(map[string]*plan, len(cfg.Plans))}
 	l.leases.init()
-	names := make([]string, 0, len(cfg.Plans))
-	for name := range cfg.Plans {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		ws := cfg.Plans[name]
-		if len(ws) == 0 {
-			return nil, fmt.Errorf("plans.%s: needs at least one window", name)
-		}
-		p := &plan{windows: append([]Window(nil), ws...)}
-		seen := map[time.Duration]bool{}
-		for i, w := range ws {
-			if seen[w.Period] {
-				return nil, fmt.Errorf("plans.%s[%d].period: %v is already used by another window of the plan", name, i, w.Period)
-			}
-			seen[w.Period] = true
-			if w.Limit < 1 {
-				return nil, fmt.Errorf("plans.%s[%d].limit: must be at least 1, got %d", name, i, w.Limit)
-			}
-			if w.Period < time.Second || w.Period%time.Second != 0 {
-				return nil, fmt.Errorf("plans.%s[%d].period: must be whole seconds, at least 1s, got %v", name, i, w.Period)
-			}
+	for name, ws := range cfg.Plans {
+		p := &plan{windows: append([]Window(nil), ws...), policy: PolicyHeader(ws)}
+		for _, w := range ws {
 			p.limits = append(p.limits, redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period})
 		}
-		p.policy = PolicyHeader(p.windows)
 		l.plans[name] = p
 	}
 	l.local = newLocal(cfg.Now)
