@@ -354,12 +354,14 @@ func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int)
 		l.calls.Add(1)
 		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], n)
 		if err != nil {
-			l.refund(ctx, bucket, p, i, n)
+			// ctx may have run out: the refund has a context of its own,
+			// and runs apart so that it cannot hold the Check longer.
+			go l.refund(bucket, p, i, n)
 			return Result{}, fmt.Errorf("redis: %w", err)
 		}
 		states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
 		if r.Allowed == 0 {
-			l.refund(ctx, bucket, p, i, n)
+			l.refund(bucket, p, i, n)
 			states[i].Remaining = 0
 			return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: r.ResetAfter,
 				RetryAfter: max(r.RetryAfter, time.Millisecond), Windows: states[:i+1]}, nil
@@ -392,8 +394,15 @@ end
 return 1
 `)
 
-// refund gives back the count requests spent in windows [0, n).
-func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n, count int) {
+// refund gives back the count requests spent in windows [0, n). It has a
+// context of its own, one Redis timeout long: the caller's may be the one
+// that just ran out, and a refund that fails leaves the window short.
+func (l *Limiter) refund(bucket string, p *plan, n, count int) {
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	defer cancel()
 	for i := range n {
 		l.calls.Add(1)
 		lim := p.limits[i]
