@@ -3,6 +3,12 @@
 // through Redis (github.com/go-redis/redis_rate), or kept in process when
 // no Redis is configured or, by choice, while Redis is down.
 //
+// On Redis, every window of a check is spent in the same round trip, and
+// the checks that arrive together share it: their commands leave as one
+// pipeline (one per node on a Cluster), after a short window or once a
+// size cap is reached, whichever comes first. A check waits for its
+// answer no longer than the Redis timeout.
+//
 // Redis URLs: redis://[user:pass@]host:port/db or rediss:// (one server);
 // redis+cluster://host:port?addr=host2:port&addr=host3:port (a Cluster;
 // rediss+cluster:// with TLS); redis+sentinel://host:port?master_name=NAME
@@ -10,6 +16,7 @@
 package limits
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +92,15 @@ type Config struct {
 	// requests than its limit, never more.
 	LeaseMax int
 	LeaseTTL time.Duration // default 100ms
-	Now      func() time.Time
+	// PipelineWindow is how long a batch of concurrent checks' Redis
+	// commands may wait for more to join it, while checks come faster
+	// than one per round trip (default 0: a batch leaves as soon as the
+	// one before it is answered); PipelineLimit is the most commands in
+	// one pipeline, which also sends a batch before its window ends
+	// (default 128).
+	PipelineWindow time.Duration
+	PipelineLimit  int
+	Now            func() time.Time
 }
 
 // WindowState is one window's state after a request.
@@ -117,7 +132,10 @@ type Stats struct {
 	RedisUp         bool
 	RedisErrors     uint64
 	LocalDenials    uint64 // answered from the deny cache, no Redis call
-	RedisCalls      uint64
+	RedisCalls      uint64 // commands sent to Redis
+	// RedisRoundTrips counts the pipelines sent (on a Cluster, each is
+	// one pipeline per node, sent side by side).
+	RedisRoundTrips uint64
 }
 
 type plan struct {
@@ -134,10 +152,9 @@ type Limiter struct {
 	local *local
 
 	rdb     redis.UniversalClient
-	rl      *redis_rate.Limiter
+	pipe    *pipeline
 	up      atomic.Bool
 	errs    atomic.Uint64
-	calls   atomic.Uint64
 	lden    atomic.Uint64
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
 	deny    *ristretto.Cache[string, denial]
@@ -182,8 +199,17 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 100 * time.Millisecond
 	}
+	if cfg.PipelineLimit <= 0 {
+		cfg.PipelineLimit = 128
+	}
+	if cfg.PipelineWindow < 0 {
+		return nil, fmt.Errorf("limits: pipeline window must not be negative, got %v", cfg.PipelineWindow)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if gcraErr != nil {
+		return nil, gcraErr
 	}
 	if err := ValidatePlans(cfg.Plans); err != nil {
 		return nil, err
@@ -208,9 +234,6 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 		opts.PoolTimeout = cfg.Timeout
 		opts.MaxRetries = -1
 		opts.ContextTimeoutEnabled = true
-		l.rdb = redis.NewUniversalClient(opts)
-		l.rl = redis_rate.NewLimiter(l.rdb)
-		l.up.Store(true)
 		deny, err := ristretto.NewCache(&ristretto.Config[string, denial]{
 			NumCounters: cfg.DenyCacheSize * 10, MaxCost: cfg.DenyCacheSize, BufferItems: 64, IgnoreInternalCost: true,
 		})
@@ -218,6 +241,12 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 			return nil, fmt.Errorf("limits: deny cache: %w", err)
 		}
 		l.deny = deny
+		l.rdb = redis.NewUniversalClient(opts)
+		l.up.Store(true)
+		l.pipe = newPipeline(l.rdb, log, pipelineConfig{
+			window: cfg.PipelineWindow, limit: cfg.PipelineLimit, timeout: cfg.Timeout,
+			scripts: []string{gcraSrc, refundScript}, onAbandoned: l.refundAbandoned,
+		})
 	}
 	return l, nil
 }
@@ -339,78 +368,86 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 	return l.cfg.KeyPrefix + "{" + bucket + "}:" + w.Name()
 }
 
-// allowRedis spends one request in each window, in plan order; if a window
-// denies, the windows already spent are refunded (refundScript: GCRA's
-// theoretical arrival time is additive, so this undoes exactly our cost), so
-// a denied request spends nothing. Each spend is atomic in Redis, so no
-// window ever allows more than its limit, whatever other replicas do; a
-// refund can only make a concurrent request see less quota, never more.
-// Allowed requests cost one round trip per window.
+// allowRedis spends n requests in each window of p, all windows in one
+// pipeline (with whatever other checks queued meanwhile). If a window
+// denies, or fails, the windows that were spent get their requests back
+// (refundScript: GCRA's theoretical arrival time is additive, so this
+// undoes exactly our cost) in the next pipeline, so a denied request
+// spends nothing. Each spend is atomic in Redis, so no window ever allows
+// more than its limit, whatever other replicas do; a spend that is given
+// back can only make a concurrent request see less quota, never more.
 func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
-	states := make([]WindowState, len(p.windows))
+	o := l.pipe.newOp()
 	for i, w := range p.windows {
-		l.calls.Add(1)
-		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], n)
-		if err != nil {
-			// ctx may have run out: the refund has a context of its own,
-			// and runs apart so that it cannot hold the Check longer.
-			go l.refund(bucket, p, i, n)
-			return Result{}, fmt.Errorf("redis: %w", err)
+		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), p.limits[i], n))
+	}
+	if err := l.pipe.do(ctx, o); err != nil {
+		// What Redis answers later is given back by refundAbandoned.
+		return Result{}, fmt.Errorf("redis: %w", err)
+	}
+	defer l.pipe.release(o)
+	states := make([]WindowState, len(p.windows))
+	var failed error
+	denied := -1
+	var retry time.Duration
+	for i, w := range p.windows {
+		r, err := gcraAnswer(o.cmds[i])
+		switch {
+		case err != nil:
+			failed = cmp.Or(failed, err)
+		case r.Allowed == 0:
+			states[i] = WindowState{Window: w, Remaining: 0, Reset: r.ResetAfter}
+			// The window that lets the client back in last is the answer.
+			if denied < 0 || r.RetryAfter > retry {
+				denied, retry = i, r.RetryAfter
+			}
+		default:
+			states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
 		}
-		states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
-		if r.Allowed == 0 {
-			l.refund(bucket, p, i, n)
-			states[i].Remaining = 0
-			return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: r.ResetAfter,
-				RetryAfter: max(r.RetryAfter, time.Millisecond), Windows: states[:i+1]}, nil
+	}
+	if failed != nil || denied >= 0 {
+		l.refund(o.cmds)
+	}
+	if failed != nil {
+		return Result{}, fmt.Errorf("redis: %w", failed)
+	}
+	if denied >= 0 {
+		for i, c := range o.cmds {
+			if r, _ := gcraReply(c); r.Allowed > 0 {
+				// Spent and given back: as it was before the request.
+				w := p.windows[i]
+				states[i].Remaining += n
+				states[i].Reset = max(states[i].Reset-time.Duration(n)*(w.Period/time.Duration(w.Limit)), 0)
+			}
 		}
+		w := p.windows[denied]
+		return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: states[denied].Reset,
+			RetryAfter: max(retry, time.Millisecond), Windows: states}, nil
 	}
 	return tightest(states), nil
 }
 
-// refundScript gives one request back to a redis_rate GCRA key, in
-// redis_rate's own units (seconds since 2017-01-01 as a float). It differs
-// from AllowN(-1) in one case: when the refunded TAT is not in the future
-// (the window was full before the request), AllowN writes nothing and the
-// request stays spent; this script deletes the key, which is what a full
-// window is. KEYS[1] is redis_rate's key ("rate:" + ours); ARGV: period in
-// seconds, rate, and how many requests to give back.
-var refundScript = redis.NewScript(`
-redis.replicate_commands()
-local tat = tonumber(redis.call("GET", KEYS[1]))
-if not tat then
-  return 0
-end
-local now = redis.call("TIME")
-now = (now[1] - 1483228800) + (now[2] / 1000000)
-local new_tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[1]) / tonumber(ARGV[2])
-if new_tat > now then
-  redis.call("SET", KEYS[1], new_tat, "EX", math.ceil(new_tat - now))
-else
-  redis.call("DEL", KEYS[1])
-end
-return 1
-`)
-
-// refund gives back the count requests spent in windows [0, n). It has a
-// context of its own, one Redis timeout long: the caller's may be the one
-// that just ran out, and a refund that fails leaves the window short.
-func (l *Limiter) refund(bucket string, p *plan, n, count int) {
-	if n == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
-	defer cancel()
-	for i := range n {
-		l.calls.Add(1)
-		lim := p.limits[i]
-		if err := refundScript.Run(ctx, l.rdb, []string{"rate:" + l.redisKey(bucket, p.windows[i])}, lim.Period.Seconds(), lim.Rate, count).Err(); err != nil {
-			l.log.Warn("rate limit refund failed; the window keeps one request spent", slog.String("window", p.windows[i].Name()), slog.Any("error", err))
+// refund queues, without waiting, the refunds of the GCRA commands in
+// cmds that Redis allowed.
+func (l *Limiter) refund(cmds []redis.Cmder) {
+	o := l.pipe.newOp()
+	for _, c := range cmds {
+		if r, ok := gcraReply(c); ok && r.Allowed > 0 {
+			o.cmds = append(o.cmds, refundCmd(c))
 		}
 	}
+	if len(o.cmds) == 0 {
+		l.pipe.release(o)
+		return
+	}
+	l.pipe.send(o)
 }
+
+// refundAbandoned gives back what Redis spent for a check that stopped
+// waiting (its deadline passed) and answered without Redis.
+func (l *Limiter) refundAbandoned(o *op) { l.refund(o.cmds) }
 
 // tightest builds an allowed Result whose headline window is the one with
 // the fewest requests remaining.
@@ -495,8 +532,12 @@ func (l *Limiter) Run(ctx context.Context) error {
 
 // Stats returns the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{RedisConfigured: l.rdb != nil, RedisUp: l.rdb != nil && l.up.Load(), RedisErrors: l.errs.Load(),
-		LocalDenials: l.lden.Load(), RedisCalls: l.calls.Load()}
+	st := Stats{RedisConfigured: l.rdb != nil, RedisUp: l.rdb != nil && l.up.Load(), RedisErrors: l.errs.Load(),
+		LocalDenials: l.lden.Load()}
+	if l.pipe != nil {
+		st.RedisCalls, st.RedisRoundTrips = l.pipe.commands.Load(), l.pipe.roundTrips.Load()
+	}
+	return st
 }
 
 // Close releases the Redis client.
@@ -505,6 +546,7 @@ func (l *Limiter) Close() error {
 		l.deny.Close()
 	}
 	if l.rdb != nil {
+		l.pipe.close()
 		return l.rdb.Close()
 	}
 	return nil

@@ -70,3 +70,46 @@ func TestRefundAfterStall(t *testing.T) {
 		t.Fatalf("after the stall the first window allows %d, want its whole limit %d", allowed, first.Limit)
 	}
 }
+
+// TestRefundWhenTheCallerGivesUp: the caller's context ends while Redis
+// holds the answer; when it comes, what Redis spent for the check (which
+// no longer counts it) is given back, and no error is blamed on Redis.
+func TestRefundWhenTheCallerGivesUp(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	proxy := startStallProxy(t, srv.Addr())
+	w := Window{Limit: 3, Period: time.Hour}
+	plans := map[string][]Window{"p": {w, {Limit: 5, Period: 24 * time.Hour}}}
+	l := newRedisLimiter(t, Config{Plans: plans, RedisURL: proxy.URL()})
+	mustAllow(t, l, "warm", "p")
+
+	holding := proxy.stallAfter(0, 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Allow(ctx, "b", "p")
+		errc <- err
+	}()
+	<-holding // both windows spent in Redis, the answer held
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Allow with its context canceled: %v, want context.Canceled", err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer direct.Close()
+	for _, win := range plans["p"] {
+		key := "rate:" + l.redisKey("b", win)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			n, err := direct.Exists(context.Background(), key).Result()
+			if err == nil && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("window %s: the abandoned check's request was not given back: EXISTS %s = %d, %v", win.Name(), key, n, err)
+			}
+		}
+	}
+	if st := l.Stats(); !st.RedisUp || st.RedisErrors != 0 {
+		t.Fatalf("stats %+v: a caller giving up is not a Redis failure", st)
+	}
+}

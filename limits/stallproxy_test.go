@@ -22,11 +22,12 @@ type stallProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	pass  int           // replies still to pass before the stall; < 0: none armed
-	stall time.Duration // how long to hold the reply after them
-	conns []net.Conn
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	pass    int           // replies still to pass before the stall; < 0: none armed
+	stall   time.Duration // how long to hold the reply after them
+	holding chan struct{} // closed when the armed stall begins
+	conns   []net.Conn
+	wg      sync.WaitGroup
 }
 
 // startStallProxy listens on a free loopback port and forwards every
@@ -49,10 +50,12 @@ func (p *stallProxy) URL() string { return "redis://" + p.ln.Addr().String() + "
 
 // stallAfter lets the next n replies through, on whatever connection
 // they come, and holds the one after them for d.
-func (p *stallProxy) stallAfter(n int, d time.Duration) {
+// It returns a channel closed when the stall begins.
+func (p *stallProxy) stallAfter(n int, d time.Duration) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.pass, p.stall = n, d
+	p.pass, p.stall, p.holding = n, d, make(chan struct{})
+	return p.holding
 }
 
 // hold reports how long to hold the reply about to be sent: 0 but for
@@ -68,6 +71,7 @@ func (p *stallProxy) hold() time.Duration {
 		return 0
 	}
 	p.pass = -1
+	close(p.holding)
 	return p.stall
 }
 
