@@ -8,12 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -21,23 +19,18 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
-	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/usage"
 )
 
-// benchPlan is the plan of the benchmark key: far too large to deny anything.
-const benchPlan = "bench"
-
 // server is one system under test, listening on loopback.
 type server struct {
 	addr  string
-	key   string // the API key to send ("" for the no-op server)
+	keys  []string // the API keys to send (none for the no-op servers)
 	stats func() serverStats
 	stop  func()
 }
@@ -45,8 +38,8 @@ type server struct {
 // serverStats are counters a Keygate server exposes, read before and after
 // the measured interval.
 type serverStats struct {
-	RedisCalls, RedisErrors uint64
-	CacheHits, CacheMisses  uint64
+	RedisCalls, RedisRoundTrips, RedisErrors uint64
+	CacheHits, CacheMisses                   uint64
 }
 
 // grpcServer builds a gRPC server with the options `keygate serve` uses
@@ -165,11 +158,20 @@ type keygateOpts struct {
 	redisURL  string // "" for in-process limits
 	keyPrefix string // Redis key prefix, unique per run
 	log       io.Writer
+	work      workload // the plan
+	keys      *keyDB   // the seeded key database to start from
+	pipeline  pipelineOpts
+}
+
+// pipelineOpts tune how Redis commands are pipelined (zero: the defaults).
+type pipelineOpts struct {
+	window time.Duration
+	limit  int
 }
 
 // startKeygate wires Keygate as `keygate serve` does (store → cache →
-// limits → usage → extauthz → gRPC) with a temporary SQLite database
-// holding one key, and returns once the cache is warm.
+// limits → usage → extauthz → gRPC) with a temporary SQLite database, a
+// copy of o.keys, and returns once the cache is warm.
 func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	var cleanups []func()
 	cleanup := func() {
@@ -193,7 +195,11 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, err
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "k.db"), store.Options{
+	dbFile, err := o.keys.copyTo(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, "sqlite:"+dbFile, store.Options{
 		MaxConns: cfg.Database.MaxConns, QueryTimeout: cfg.Database.Timeout,
 		ConnectTimeout: cfg.Database.ConnectTimeout, Logger: log,
 	})
@@ -205,27 +211,9 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, fmt.Errorf("migrating the key database: %w", err)
 	}
 
-	fl := make([]keys.Format, len(cfg.KeyFormats))
-	for i, f := range cfg.KeyFormats {
-		fl[i] = keys.Format{Prefix: f.Prefix, Env: keys.Env(f.Env), Checksum: f.HasChecksum()}
-	}
-	formats, err := keys.NewFormats(fl)
+	formats, hasher, err := benchKeys(cfg)
 	if err != nil {
 		return nil, err
-	}
-	hasher := keys.NewHasher([]byte("keygate-bench-pepper"))
-	svc, err := admin.New(admin.Config{
-		Formats: formats, Hasher: hasher, Plans: []string{benchPlan},
-		ValidScope: func(string) error { return nil }, Grace: time.Hour, Now: time.Now,
-	}, db)
-	if err != nil {
-		return nil, err
-	}
-	created, err := svc.Create(ctx, admin.CreateRequest{
-		Tenant: "acme", Name: "bench", Env: keys.Env("live"), Scopes: []string{"patients:read"}, Plan: benchPlan,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating the bench key: %w", err)
 	}
 
 	pol, err := policyFor(cfg)
@@ -233,9 +221,10 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, err
 	}
 	lim, err := limits.New(limits.Config{
-		Plans:    map[string][]limits.Window{benchPlan: {{Limit: 1_000_000_000, Period: time.Hour}}},
+		Plans:    o.work.plans(),
 		RedisURL: o.redisURL, KeyPrefix: o.keyPrefix,
 		OnRedisError: limits.Mode(cfg.Limits.OnRedisError), Timeout: cfg.Redis.Timeout,
+		PipelineWindow: o.pipeline.window, PipelineLimit: o.pipeline.limit,
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
@@ -302,24 +291,11 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	}
 	cleanups = append(cleanups, stop)
 	return &server{
-		addr: addr, key: created.Key, stop: cleanup,
+		addr: addr, keys: o.keys.keys, stop: cleanup,
 		stats: func() serverStats {
 			ls, cs := lim.Stats(), kc.Stats()
-			return serverStats{RedisCalls: ls.RedisCalls, RedisErrors: ls.RedisErrors, CacheHits: cs.Hits, CacheMisses: cs.Misses}
+			return serverStats{RedisCalls: ls.RedisCalls, RedisRoundTrips: ls.RedisRoundTrips, RedisErrors: ls.RedisErrors,
+				CacheHits: cs.Hits, CacheMisses: cs.Misses}
 		},
 	}, nil
-}
-
-// redisReachable pings the Redis at url.
-func redisReachable(ctx context.Context, url string) error {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return err
-	}
-	opt.MaxRetries = -1 // one attempt: a refused connection answers at once
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return c.Ping(ctx).Err()
 }
