@@ -83,9 +83,23 @@ func (r *scriptRecorder) Del(ctx context.Context, _ ...string) *redis.IntCmd {
 	return c
 }
 
+// gcraArgs are a window's arguments to redis_rate's script, as AllowN
+// passes them (burst, rate, period in float seconds), held as interface
+// values once: each would otherwise be an allocation per check.
+type gcraArgs struct{ burst, rate, period any }
+
+func newGCRAArgs(lim redis_rate.Limit) gcraArgs {
+	return gcraArgs{lim.Burst, lim.Rate, lim.Period.Seconds()}
+}
+
+var (
+	evalshaArg any = "evalsha"
+	gcraSHAArg any = gcraSHA
+)
+
 // gcraCmd is the command redis_rate's AllowN(key, lim, n) sends.
-func gcraCmd(key string, lim redis_rate.Limit, n int) *redis.Cmd {
-	return redis.NewCmd(context.Background(), "evalsha", gcraSHA, 1, "rate:"+key, lim.Burst, lim.Rate, lim.Period.Seconds(), n)
+func gcraCmd(key string, a *gcraArgs, n int) *redis.Cmd {
+	return redis.NewCmd(context.Background(), evalshaArg, gcraSHAArg, 1, "rate:"+key, a.burst, a.rate, a.period, n)
 }
 
 // gcraAnswer reads a GCRA command's answer as redis_rate's AllowN does

@@ -140,8 +140,8 @@ type Stats struct {
 
 type plan struct {
 	windows []Window
-	limits  []redis_rate.Limit
-	policy  string // RateLimit-Policy value
+	args    []gcraArgs // per window, for redis_rate's script
+	policy  string     // RateLimit-Policy value
 }
 
 // Limiter enforces plans. It is safe for concurrent use.
@@ -219,7 +219,7 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	for name, ws := range cfg.Plans {
 		p := &plan{windows: append([]Window(nil), ws...), policy: PolicyHeader(ws)}
 		for _, w := range ws {
-			p.limits = append(p.limits, redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period})
+			p.args = append(p.args, newGCRAArgs(redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period}))
 		}
 		l.plans[name] = p
 	}
@@ -229,6 +229,9 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
+		// RESP2: Keygate needs none of RESP3's push messages, and go-redis
+		// looks for them before every reply it reads on a RESP3 connection.
+		opts.Protocol, opts.DisableIdentity = 2, true
 		// Fail fast: a retry or a long dial would stall Check.
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout*4, cfg.Timeout, cfg.Timeout
 		opts.PoolTimeout = cfg.Timeout
@@ -314,10 +317,10 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 	if !l.redisUsable(now) {
 		return l.fallback(bucket, p)
 	}
-	if res, ok := l.leases.take(bucket, p, now.UnixNano()); ok {
+	res, ok, n := l.leases.take(bucket, p, now.UnixNano(), l.cfg.LeaseMax)
+	if ok {
 		return res, nil
 	}
-	n := l.leases.size(bucket, p, l.cfg.LeaseMax)
 	res, err := l.allowRedis(ctx, bucket, p, n)
 	if err == nil && !res.Allowed && n > 1 {
 		// The batch did not fit: near the limit, go exact.
@@ -377,13 +380,11 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 // more than its limit, whatever other replicas do; a spend that is given
 // back can only make a concurrent request see less quota, never more.
 func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
 	o := l.pipe.newOp()
 	for i, w := range p.windows {
-		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), p.limits[i], n))
+		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), &p.args[i], n))
 	}
-	if err := l.pipe.do(ctx, o); err != nil {
+	if err := l.pipe.do(ctx, o, l.cfg.Timeout); err != nil {
 		// What Redis answers later is given back by refundAbandoned.
 		return Result{}, fmt.Errorf("redis: %w", err)
 	}

@@ -86,6 +86,7 @@ type op struct {
 	cmds  []redis.Cmder
 	state atomic.Int32
 	ready chan struct{} // cap 1, signalled once when answered
+	timer *time.Timer   // the waiter's deadline; stopped while pooled
 	// noWait ops (refunds) have no waiter: the flusher logs their failures
 	// and recycles them.
 	noWait bool
@@ -113,7 +114,11 @@ func newPipeline(rdb redis.UniversalClient, log *slog.Logger, cfg pipelineConfig
 	for _, src := range cfg.scripts {
 		p.scripts[redis.NewScript(src).Hash()] = src
 	}
-	p.pool.New = func() any { return &op{ready: make(chan struct{}, 1)} }
+	p.pool.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return &op{ready: make(chan struct{}, 1), timer: t}
+	}
 	return p
 }
 
@@ -154,25 +159,34 @@ func (p *pipeline) push(o *op) {
 	}
 }
 
-// do queues o and waits for its answers or for ctx, whichever comes first.
-// On nil each of o.cmds holds its answer (or its own error) and the caller
-// releases o; on an error the pipeline keeps o.
-func (p *pipeline) do(ctx context.Context, o *op) error {
+// do queues o and waits for its answers, at most timeout and as long as
+// ctx lasts. On nil each of o.cmds holds its answer (or its own error)
+// and the caller releases o; on an error the pipeline keeps o. (A timer
+// of the op's own, not a context with a deadline: that would cost three
+// allocations and two locks of the parent context per check.)
+func (p *pipeline) do(ctx context.Context, o *op, timeout time.Duration) error {
 	if p.closed.Load() {
 		p.release(o)
 		return errClosed
 	}
 	p.push(o)
+	o.timer.Reset(timeout)
+	var err error
 	select {
 	case <-o.ready:
+		o.timer.Stop()
 		return nil
+	case <-o.timer.C:
+		err = context.DeadlineExceeded
 	case <-ctx.Done():
-		if o.state.CompareAndSwap(opQueued, opAbandoned) {
-			return ctx.Err()
-		}
-		<-o.ready // answered meanwhile: the signal is on its way
-		return nil
+		o.timer.Stop()
+		err = ctx.Err()
 	}
+	if o.state.CompareAndSwap(opQueued, opAbandoned) {
+		return err
+	}
+	<-o.ready // answered meanwhile: the signal is on its way
+	return nil
 }
 
 // send queues o with nobody waiting for it.

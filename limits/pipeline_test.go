@@ -124,7 +124,8 @@ func TestSameCommandAsRedisRate(t *testing.T) {
 			redis_rate.NewLimiter(rec).AllowN(context.Background(), "keygate:{b}:1h", tc.lim, tc.n)
 			want := append([]any{"evalsha", rec.sha, len(rec.keys)}, stringsToAny(rec.keys)...)
 			want = append(want, rec.args...)
-			got := gcraCmd("keygate:{b}:1h", tc.lim, tc.n).Args()
+			a := newGCRAArgs(tc.lim)
+			got := gcraCmd("keygate:{b}:1h", &a, tc.n).Args()
 			if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
 				t.Fatalf("queued %#v\nredis_rate sends %#v", got, want)
 			}
@@ -308,15 +309,15 @@ func TestClusterOneCheckManyNodes(t *testing.T) {
 	if len(nodes) < 3 {
 		t.Fatalf("found buckets on %d nodes, want 3", len(nodes))
 	}
-	lim := redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period}
+	args := newGCRAArgs(redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period})
 	hook := &tripHook{}
 	l.rdb.AddHook(hook)
 	for k := 1; k <= w.Limit+1; k++ {
 		o := l.pipe.newOp()
 		for _, b := range buckets {
-			o.cmds = append(o.cmds, gcraCmd(l.redisKey(b, w), lim, 1))
+			o.cmds = append(o.cmds, gcraCmd(l.redisKey(b, w), &args, 1))
 		}
-		if err := l.pipe.do(ctx, o); err != nil {
+		if err := l.pipe.do(ctx, o, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		for i, cmd := range o.cmds {
