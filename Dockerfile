@@ -15,7 +15,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -tags vtprotobuf -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /keygate ./cmd/keygate
+    CGO_ENABLED=0 go build -tags vtprotobuf -trimpath -ldflags "-s -w -X github.com/keygate/keygate/server.Version=${VERSION}" -o /keygate ./cmd/keygate
 
 # No shell, no package manager, CA certificates and tzdata only.
 FROM gcr.io/distroless/static-debian12:nonroot

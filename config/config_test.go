@@ -94,8 +94,8 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		env        map[string]string
 		want       string
 	}{
-		{"unknown top-level field", "grpc_adr: ':1'\n", nil, "field grpc_adr not found"},
-		{"unknown nested field", "database:\n  urll: x\n", nil, "field urll not found"},
+		{"unknown top-level field", "grpc_adr: ':1'\n", nil, "keygate.yaml:1: grpc_adr: unknown field; did you mean grpc_addr?"},
+		{"unknown nested field", "database:\n  urll: x\n", nil, "keygate.yaml:2: database.urll: unknown field; did you mean url?"},
 		{"bad duration", "database:\n  poll_interval: soon\n", nil, "poll_interval"},
 		{"zero poll", "database:\n  poll_interval: 0s\n", nil, "database.poll_interval"},
 		{"bad addr", "grpc_addr: nope\n", nil, "grpc_addr"},

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"testing"
 
-	yamlv3 "gopkg.in/yaml.v3"
+	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/keygate/keygate/config"
 
@@ -870,10 +870,10 @@ func checkAuthorizationPolicy(t *testing.T, objs []object, provider string) {
 
 // TestServerContract ties the constants above to the server: the ports to
 // config.Default(), and the probe and metrics paths and KEYGATE_CONFIG to
-// the routes and variable cmd/keygate really registers and reads. That
-// package is main and cannot be imported, so its sources are parsed and
-// the string literals passed to mux.Handle/HandleFunc and read as
-// environment variables are collected.
+// the routes and variable the server really registers and reads. The
+// routes are registered inside Server.Run, so the sources of the server,
+// config and command packages are parsed and the string literals passed
+// to mux.Handle/HandleFunc and named as environment variables collected.
 func TestServerContract(t *testing.T) {
 	d := config.Default()
 	for _, c := range []struct{ name, here, server string }{
@@ -885,28 +885,32 @@ func TestServerContract(t *testing.T) {
 		}
 	}
 
-	routes, literals := serverSource(t, filepath.Join("..", "cmd", "keygate"))
+	routes, literals := serverSource(t, filepath.Join("..", "server"), filepath.Join("..", "config"), filepath.Join("..", "cmd", "keygate"))
 	for _, c := range []struct{ name, path string }{
 		{"LivenessPath", LivenessPath},
 		{"ReadinessPath", ReadinessPath},
 		{"MetricsPath", MetricsPath},
 	} {
 		if !routes["GET "+c.path] {
-			t.Errorf("deploy.%s %q: cmd/keygate registers no \"GET %s\" (it registers %v)", c.name, c.path, c.path, slices.Sorted(maps.Keys(routes)))
+			t.Errorf("deploy.%s %q: the server registers no \"GET %s\" (it registers %v)", c.name, c.path, c.path, slices.Sorted(maps.Keys(routes)))
 		}
 	}
 	if !literals["KEYGATE_CONFIG"] {
-		t.Error("cmd/keygate never names KEYGATE_CONFIG: the manifests pass the config path through it")
+		t.Error("Keygate never names KEYGATE_CONFIG: the manifests pass the config path through it")
 	}
 }
 
 // serverSource parses the Go files of dir and returns the patterns passed
 // to Handle/HandleFunc calls and every string literal.
-func serverSource(t *testing.T, dir string) (routes, literals map[string]bool) {
+func serverSource(t *testing.T, dirs ...string) (routes, literals map[string]bool) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Go files in %s (%v)", dir, err)
+	var files []string
+	for _, dir := range dirs {
+		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(fs) == 0 {
+			t.Fatalf("no Go files in %s (%v)", dir, err)
+		}
+		files = append(files, fs...)
 	}
 	routes, literals = map[string]bool{}, map[string]bool{}
 	fset := token.NewFileSet()

@@ -131,6 +131,13 @@ func startKeygate(t *testing.T, dir string) *keygate {
 		"KEYGATE_GRPC_ADDR="+freeAddr(t),
 		"KEYGATE_HTTP_ADDR="+k.httpAddr,
 	)
+	// The database is created by `keygate migrate`, as an operator would
+	// before managing keys; other commands never create one.
+	migrate := exec.Command(bin, "migrate")
+	migrate.Env = k.env
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("keygate migrate: %v\n%s", err, out)
+	}
 	return k
 }
 

@@ -46,6 +46,7 @@ func TestAllowed(t *testing.T) {
 		{"org is own tenant", req("POST", "/api/v1/patients", with(bearer(f.live), "x-organization-id", "acme"), nil), "acme", "patients:read,patients:write,forms:*", nil},
 		{"granted org: scopes intersected", req("GET", "/api/v1/patients", with(bearer(f.live), "x-organization-id", "clinic-1"), nil), "clinic-1", "patients:read", nil},
 		{"context_extensions need no rule", req("GET", "/not/routed", bearer(f.live), map[string]string{"keygate.scopes": "forms:read"}), "acme", "patients:read,patients:write,forms:*", nil},
+		{"request id from the proxy", req("GET", "/api/v1/patients", with(bearer(f.live), "x-request-id", "req-0123"), nil), "acme", "patients:read,patients:write,forms:*", nil},
 		{"spoofed keygate headers", req("GET", "/api/v1/forms/f1", with(bearer(f.live), "x-keygate-tenant", "evil", "x-keygate-admin", "true", "x-keygate-key-id", "key_evil"), nil), "acme", "patients:read,patients:write,forms:*", []string{"x-keygate-admin"}},
 	}
 	for _, via := range f.codecs() {
@@ -77,8 +78,12 @@ func TestAllowed(t *testing.T) {
 					t.Errorf("rate-limit headers: %v", rh)
 				}
 				md := resp.GetDynamicMetadata().GetFields()
-				if md["key_id"].GetStringValue() != rec.ID || md["tenant"].GetStringValue() != "acme" || md["org"].GetStringValue() != c.wantOrg || md["env"].GetStringValue() != "live" {
+				if md["key_id"].GetStringValue() != rec.ID || md["tenant"].GetStringValue() != "acme" || md["org"].GetStringValue() != c.wantOrg ||
+					md["env"].GetStringValue() != "live" || md["code"].GetStringValue() != "ok" || md["request_id"].GetStringValue() == "" {
 					t.Errorf("dynamic metadata: %v", md)
+				}
+				if id := c.req.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-request-id"]; id != "" && md["request_id"].GetStringValue() != id {
+					t.Errorf("request_id %q, want the proxy's %q", md["request_id"].GetStringValue(), id)
 				}
 			})
 		}

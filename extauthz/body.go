@@ -21,9 +21,7 @@ type ErrorFormat struct {
 
 // ErrorText is what one denial says.
 type ErrorText struct {
-	Code    string `yaml:"code"`
-	Message string `yaml:"message"`
-	Type    string `yaml:"type"`
+	Code, Message, Type string
 }
 
 // DefaultErrorFormat is DESIGN.md's body.
@@ -51,6 +49,16 @@ func compileBodies(f ErrorFormat) (*bodies, error) {
 	}
 	if f.MessageField == "" {
 		return nil, fmt.Errorf("errors.fields.message: must not be empty")
+	}
+	// Two fields of one name would make a body with a duplicate key, which
+	// JSON parsers read differently.
+	fields := []struct{ path, name string }{{"code", f.CodeField}, {"message", f.MessageField}, {"type", f.TypeField}, {"request_id", f.RequestIDField}}
+	for i, a := range fields {
+		for _, b := range fields[:i] {
+			if a.name != "" && a.name == b.name {
+				return nil, fmt.Errorf("errors.fields.%s: %q is also used by errors.fields.%s", a.path, a.name, b.path)
+			}
+		}
 	}
 	var out bodies
 	for c := Code(1); c < numCodes; c++ {

@@ -267,6 +267,10 @@ func wantDenied(t *testing.T, resp *authv3.CheckResponse, status int, code strin
 	if b.Error.Code != code || b.Error.Message == "" || b.Error.Type == "" || b.Error.RequestID == "" {
 		t.Errorf("body %+v, want code %s with message, type and request_id", b.Error, code)
 	}
+	md := resp.GetDynamicMetadata().GetFields()
+	if md["code"].GetStringValue() != code || md["request_id"].GetStringValue() != b.Error.RequestID {
+		t.Errorf("dynamic metadata %v, want code %s and request_id %s", md, code, b.Error.RequestID)
+	}
 	h := headerMap(d.GetHeaders())
 	if h["content-type"] != "application/json" {
 		t.Errorf("content-type %q", h["content-type"])

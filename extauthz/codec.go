@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // vtMarshaler is the generated fast path go-control-plane ships for its
@@ -45,6 +46,9 @@ func FastEncoding() bool {
 
 func (c codec) Name() string { return "proto" }
 
+// fastEncoding is FastEncoding(), read once.
+var fastEncoding = FastEncoding()
+
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(vtMarshaler)
 	if !ok {
@@ -75,4 +79,71 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	return w.decode(buf.ReadOnlyData())
+}
+
+// okWire is an allowed CheckResponse whose dynamic metadata is its key's
+// shared map, plus the request id, written by the codec as a second
+// dynamic_metadata field. Protobuf merges a message field that appears
+// twice, map entries included (the encoding guide's "last one wins" for
+// scalars, merge for messages), so Envoy reads one Struct holding both,
+// while the shared map is never copied or written to.
+type okWire struct {
+	resp      vtMarshaler // an *authv3.CheckResponse built with -tags vtprotobuf
+	requestID string
+}
+
+var _ vtMarshaler = (*okWire)(nil)
+
+// Field numbers of the messages okWire's extra bytes spell out.
+const (
+	fieldCheckResponseMetadata = 4 // CheckResponse.dynamic_metadata
+	fieldStructFields          = 1 // Struct.fields (map entries)
+	fieldMapKey                = 1
+	fieldMapValue              = 2
+	fieldValueString           = 3 // Value.string_value
+)
+
+// metadataSizes returns the sizes of the nested messages of the request
+// id's extra dynamic_metadata field, innermost first.
+func (w *okWire) metadataSizes() (value, entry, st, field int) {
+	value = protowire.SizeTag(fieldValueString) + protowire.SizeBytes(len(w.requestID))
+	entry = protowire.SizeTag(fieldMapKey) + protowire.SizeBytes(len(mdRequestID)) +
+		protowire.SizeTag(fieldMapValue) + protowire.SizeBytes(value)
+	st = protowire.SizeTag(fieldStructFields) + protowire.SizeBytes(entry)
+	field = protowire.SizeTag(fieldCheckResponseMetadata) + protowire.SizeBytes(st)
+	return value, entry, st, field
+}
+
+// SizeVT is the response's size with the extra field.
+func (w *okWire) SizeVT() int {
+	_, _, _, field := w.metadataSizes()
+	return w.resp.SizeVT() + field
+}
+
+// MarshalToSizedBufferVTStrict writes the response, then the extra field,
+// into exactly SizeVT bytes.
+func (w *okWire) MarshalToSizedBufferVTStrict(buf []byte) (int, error) {
+	value, entry, st, field := w.metadataSizes()
+	n := len(buf) - field
+	if n < 0 {
+		return 0, fmt.Errorf("extauthz: buffer of %d bytes is too small", len(buf))
+	}
+	if _, err := w.resp.MarshalToSizedBufferVTStrict(buf[:n]); err != nil {
+		return 0, err
+	}
+	b := buf[n:n]
+	b = protowire.AppendTag(b, fieldCheckResponseMetadata, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(st))
+	b = protowire.AppendTag(b, fieldStructFields, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entry))
+	b = protowire.AppendTag(b, fieldMapKey, protowire.BytesType)
+	b = protowire.AppendString(b, mdRequestID)
+	b = protowire.AppendTag(b, fieldMapValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(value))
+	b = protowire.AppendTag(b, fieldValueString, protowire.BytesType)
+	b = protowire.AppendString(b, w.requestID)
+	if len(b) != field {
+		return 0, fmt.Errorf("extauthz: wrote %d metadata bytes, sized %d", len(b), field)
+	}
+	return len(buf), nil
 }

@@ -82,17 +82,7 @@ type Config struct {
 	// TrustedHops is how many proxies in front of Envoy append to
 	// X-Forwarded-For; 0 means the client is Envoy's source address.
 	TrustedHops int
-	// Introspection, when Path is set, is a route Keygate answers itself
-	// with the calling key's description, so clients can test a key
-	// without reaching the upstream.
-	Introspection Introspection
-	Now           func() time.Time // nil: time.Now
-}
-
-// Introspection is the route answered by Keygate itself.
-type Introspection struct {
-	Path    string   // e.g. /v3/marketplace/me; empty: off
-	Methods []string // default GET
+	Now         func() time.Time // nil: time.Now
 }
 
 // Server decides Checks. It is safe for concurrent use.
@@ -142,12 +132,6 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	bs, err := compileBodies(*cfg.Errors)
 	if err != nil {
 		return nil, err
-	}
-	if p := cfg.Introspection.Path; p != "" && (p[0] != '/' || strings.ContainsAny(p, "?#*")) {
-		return nil, fmt.Errorf("introspection.path: %q must be a plain path starting with /", p)
-	}
-	if len(cfg.Introspection.Methods) == 0 {
-		cfg.Introspection.Methods = []string{"GET"}
 	}
 	var prefix [6]byte
 	if _, err := rand.Read(prefix[:]); err != nil {
@@ -259,7 +243,7 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	}
 	s.usage.Touch(rec.ID, d.Now)
 
-	intro := s.isIntrospection(r)
+	intro := s.cfg.Policy.Introspects(r.Method, r.Path)
 	var m policy.Match
 	var err2 error
 	if intro {
@@ -371,27 +355,6 @@ func (s *Server) client(r *Request) string {
 		}
 	}
 	return r.Source
-}
-
-// isIntrospection reports whether r asks for the introspection route.
-func (s *Server) isIntrospection(r *Request) bool {
-	p := s.cfg.Introspection.Path
-	if p == "" {
-		return false
-	}
-	path := r.Path
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	if path != p && path != p+"/" {
-		return false
-	}
-	for _, m := range s.cfg.Introspection.Methods {
-		if strings.EqualFold(m, r.Method) {
-			return true
-		}
-	}
-	return false
 }
 
 // idGen makes request ids when the proxy sent none: a per-process random

@@ -53,7 +53,7 @@ func (s *Server) newAllowParts(d *Decision) *allowParts {
 		p.opts[i] = p.upstream[i].set(hd)
 	}
 	p.policy.set(header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)})
-	p.md = p.meta.build(d, nil)
+	p.md = p.meta.build(d, s.codeValues[CodeOK])
 	return p
 }
 

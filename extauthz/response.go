@@ -141,11 +141,31 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// toCheckResponse renders a Decision for Envoy.
+// toCheckResponse renders a Decision for Envoy as a message on its own.
 func (s *Server) toCheckResponse(d *Decision) *authv3.CheckResponse {
 	if d.Code == CodeOK {
-		return s.okResponse(d)
+		r := s.okResponse(d)
+		r.resp.DynamicMetadata = r.parts.meta.withRequestID(d.RequestID)
+		return &r.resp
 	}
+	return s.deniedResponse(d)
+}
+
+// toWire renders a Decision for Keygate's own codec: an allowed response
+// shares its key's metadata and carries the request id apart (okWire), so
+// that it costs no allocation of its own; anything else is a message.
+func (s *Server) toWire(d *Decision) any {
+	if d.Code == CodeOK && fastEncoding {
+		r := s.okResponse(d)
+		if m, ok := any(&r.resp).(vtMarshaler); ok {
+			r.wire = okWire{resp: m, requestID: d.RequestID}
+			return &r.wire
+		}
+	}
+	return s.toCheckResponse(d)
+}
+
+func (s *Server) deniedResponse(d *Decision) *authv3.CheckResponse {
 	md := new(metadataFields).build(d, s.codeValues[d.Code])
 	info := &codeTable[d.Code]
 	if d.Code == CodeIntrospection {
@@ -183,6 +203,8 @@ const maxOKHeaders = 4
 // their whole response.
 type okResponse struct {
 	resp   authv3.CheckResponse
+	parts  *allowParts
+	wire   okWire
 	oneof  authv3.CheckResponse_OkResponse
 	http   authv3.OkHttpResponse
 	status status.Status
@@ -191,9 +213,9 @@ type okResponse struct {
 	remove [1]string
 }
 
-func (s *Server) okResponse(d *Decision) *authv3.CheckResponse {
+func (s *Server) okResponse(d *Decision) *okResponse {
 	p := s.parts.get(s, d)
-	r := &okResponse{}
+	r := &okResponse{parts: p}
 	var buf [maxOKHeaders]header
 	hs := rolledHeaders(d, rateNumbers(d, buf[:0]))
 	opts := r.opts[:0]
@@ -219,7 +241,7 @@ func (s *Server) okResponse(d *Decision) *authv3.CheckResponse {
 	r.resp.Status = &r.status
 	r.resp.HttpResponse = &r.oneof
 	r.resp.DynamicMetadata = p.md
-	return &r.resp
+	return r
 }
 
 // headerOption is a HeaderValueOption with its HeaderValue beside it.
@@ -251,27 +273,36 @@ func options(hs []header) []*corev3.HeaderValueOption {
 // beside it, so that it costs one allocation besides its map.
 type metadataFields struct {
 	s     structpb.Struct
-	vals  [4]structpb.Value
-	kinds [4]structpb.Value_StringValue
+	vals  [5]structpb.Value
+	kinds [5]structpb.Value_StringValue
 }
 
-// build returns what Envoy's access log can print of the decision, under
-// the ext_authz filter's namespace: key id, tenant, org and env once the
-// key is known (kept small: the map is encoded on every Check), and code,
-// a shared read-only value, on a denial.
+// Dynamic metadata keys, under the ext_authz filter's namespace, for
+// Envoy's access log (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:key_id)%).
+const (
+	mdCode      = "code"
+	mdRequestID = "request_id"
+)
+
+// build returns what Envoy's access log can print of the decision: the
+// decision's code (a shared read-only value), the request id, and key id,
+// tenant, org and env once the key is known (kept small: the map is
+// encoded on every Check). An allowed key's metadata is built once and
+// shared, without the request id, which okWire or withRequestID adds.
 func (m *metadataFields) build(d *Decision, code *structpb.Value) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 5)
-	if code != nil {
-		f["code"] = code
+	f := make(map[string]*structpb.Value, 6)
+	f[mdCode] = code
+	n := 0
+	set := func(k, v string) {
+		m.kinds[n].StringValue = v
+		m.vals[n].Kind = &m.kinds[n]
+		f[k] = &m.vals[n]
+		n++
+	}
+	if d.Code != CodeOK {
+		set(mdRequestID, d.RequestID)
 	}
 	if d.HasKey {
-		n := 0
-		set := func(k, v string) {
-			m.kinds[n].StringValue = v
-			m.vals[n].Kind = &m.kinds[n]
-			f[k] = &m.vals[n]
-			n++
-		}
 		set("key_id", d.Key.ID)
 		set("tenant", d.Key.Tenant)
 		set("env", string(d.Key.Env))
@@ -281,4 +312,15 @@ func (m *metadataFields) build(d *Decision, code *structpb.Value) *structpb.Stru
 	}
 	m.s.Fields = f
 	return &m.s
+}
+
+// withRequestID returns a copy of the shared metadata m holds with the
+// request id added, for a response that is a message on its own.
+func (m *metadataFields) withRequestID(id string) *structpb.Struct {
+	f := make(map[string]*structpb.Value, len(m.s.Fields)+1)
+	for k, v := range m.s.Fields {
+		f[k] = v
+	}
+	f[mdRequestID] = structpb.NewStringValue(id)
+	return &structpb.Struct{Fields: f}
 }

@@ -54,13 +54,20 @@ func (g *grpcServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	r := s.names.fromCheck(req)
-	return s.check(ctx, &r, start), nil
+	return s.check(ctx, &r, start, false).(*authv3.CheckResponse), nil
 }
 
-// check decides r, which arrived at start, and logs the decision.
-func (s *Server) check(ctx context.Context, r *Request, start time.Time) *authv3.CheckResponse {
+// check decides r, which arrived at start, and logs the decision. The
+// answer is for Keygate's codec (toWire) when forWire is set, else a
+// CheckResponse message on its own.
+func (s *Server) check(ctx context.Context, r *Request, start time.Time, forWire bool) any {
 	d := s.decideAt(ctx, r, start)
-	resp := s.toCheckResponse(&d)
+	var resp any
+	if forWire {
+		resp = s.toWire(&d)
+	} else {
+		resp = s.toCheckResponse(&d)
+	}
 	s.finish(ctx, r, &d, start)
 	return resp
 }

@@ -625,8 +625,11 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 	})
 }
 
-func (s *Server) checkWire(ctx context.Context, in *wireCheck) (*authv3.CheckResponse, error) {
+// checkWire decides a request. One that Keygate's codec read (lean) is
+// answered for that codec, which knows okWire; with any other codec the
+// answer is a plain CheckResponse.
+func (s *Server) checkWire(ctx context.Context, in *wireCheck) (any, error) {
 	start := time.Now()
 	r := in.request()
-	return s.check(ctx, &r, start), nil
+	return s.check(ctx, &r, start, in.lean), nil
 }

@@ -42,21 +42,21 @@ type Formats struct {
 // NewFormats validates a set of formats.
 func NewFormats(fs []Format) (*Formats, error) {
 	if len(fs) == 0 {
-		return nil, errors.New("keys: at least one key format is required")
+		return nil, errors.New("key_formats: at least one key format is required")
 	}
 	seen := map[string]bool{}
 	for i, f := range fs {
 		switch {
 		case f.Prefix == "":
-			return nil, fmt.Errorf("keys: key_formats[%d].prefix: must not be empty", i)
+			return nil, fmt.Errorf("key_formats[%d].prefix: must not be empty", i)
 		case len(f.Prefix) >= DisplayPrefixLen:
-			return nil, fmt.Errorf("keys: key_formats[%d].prefix: %q is longer than %d characters", i, f.Prefix, DisplayPrefixLen-1)
+			return nil, fmt.Errorf("key_formats[%d].prefix: %q is longer than %d characters", i, f.Prefix, DisplayPrefixLen-1)
 		case !validPrefix(f.Prefix):
-			return nil, fmt.Errorf("keys: key_formats[%d].prefix: %q may hold only letters, digits and _", i, f.Prefix)
+			return nil, fmt.Errorf("key_formats[%d].prefix: %q may hold only letters, digits and _", i, f.Prefix)
 		case !f.Env.Valid():
-			return nil, fmt.Errorf("keys: key_formats[%d].env: %q is not test or live", i, f.Env)
+			return nil, fmt.Errorf("key_formats[%d].env: %q is not test or live", i, f.Env)
 		case seen[f.Prefix]:
-			return nil, fmt.Errorf("keys: key_formats[%d].prefix: %q is listed twice", i, f.Prefix)
+			return nil, fmt.Errorf("key_formats[%d].prefix: %q is listed twice", i, f.Prefix)
 		}
 		seen[f.Prefix] = true
 	}

@@ -8,6 +8,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,19 +41,27 @@ const (
 )
 
 // Route is one rule of the config's routes list: which requests it covers
-// and what they need. The caller decodes it strictly (unknown fields fail).
+// and what they need.
 type Route struct {
 	// Methods the rule covers, matched case-insensitively; empty: any.
-	Methods []string `yaml:"methods"`
+	Methods []string
 	// Path is the pattern, e.g. "/api/v1/patients/**": "*" is one segment,
 	// "**" (last segment only) zero or more segments, anything else a
 	// literal segment compared byte for byte.
-	Path string `yaml:"path"`
+	Path string
 	// Scopes are all required.
-	Scopes []string `yaml:"scopes"`
+	Scopes []string
 	// OrgRequired says whether the organization header is required; nil
 	// takes Config.OrgRequired.
-	OrgRequired *bool `yaml:"org_required"`
+	OrgRequired *bool
+}
+
+// Introspection is a route Keygate answers itself with the calling key's
+// description, so that a client can test its key without reaching the
+// upstream (Max AI's GET /v3/marketplace/me).
+type Introspection struct {
+	Path    string   // e.g. /v3/marketplace/me; empty: off
+	Methods []string // matched case-insensitively; empty: GET
 }
 
 // Config is the route policy as configured; New validates and compiles it.
@@ -66,6 +75,9 @@ type Config struct {
 	OrgRequired bool
 	// ScopeForm is how scopes are written; empty means ScopeResourceAction.
 	ScopeForm ScopeForm
+	// Introspection is the route Keygate answers itself; its Path must be
+	// a plain path (no pattern, query or fragment).
+	Introspection Introspection
 }
 
 // Match is the route a request resolved to: what the caller needs to decide.
@@ -109,6 +121,7 @@ type Policy struct {
 	def   *Match
 	form  ScopeForm
 	org   bool
+	intro Introspection
 	// extScopes caches parsed keygate.scopes values: they come from the
 	// proxy's route config, a small fixed set, but arrive on every request.
 	extScopes sync.Map // string → []string
@@ -132,6 +145,9 @@ func New(cfg Config) (*Policy, error) {
 		return nil, fmt.Errorf("scopes.form: %q is not resource:action or action:resource", cfg.ScopeForm)
 	}
 	p := &Policy{form: cfg.ScopeForm, org: cfg.OrgRequired}
+	if err := p.setIntrospection(cfg.Introspection); err != nil {
+		return nil, err
+	}
 	for i, r := range cfg.Routes {
 		field := fmt.Sprintf("routes[%d]", i)
 		segs, err := compilePath(r.Path)
@@ -158,6 +174,50 @@ func New(cfg Config) (*Policy, error) {
 		p.def = &Match{Found: true, Route: "default", Scopes: clean(d.Scopes), OrgRequired: p.orgRequired(d.OrgRequired)}
 	}
 	return p, nil
+}
+
+func (p *Policy) setIntrospection(in Introspection) error {
+	if in.Path == "" {
+		return nil
+	}
+	if in.Path[0] != '/' || strings.ContainsAny(in.Path, "?#*") {
+		return fmt.Errorf("introspection.path: %q must be a plain path starting with /", in.Path)
+	}
+	p.intro.Path = in.Path
+	for i, m := range in.Methods {
+		if !isToken(m) {
+			return fmt.Errorf("introspection.methods[%d]: %q is not an HTTP method", i, m)
+		}
+		p.intro.Methods = append(p.intro.Methods, strings.ToUpper(m))
+	}
+	if len(p.intro.Methods) == 0 {
+		p.intro.Methods = []string{http.MethodGet}
+	}
+	return nil
+}
+
+// Introspects reports whether a request is for the introspection route:
+// its path (query and fragment ignored, one trailing slash allowed) is the
+// route's and its method one of the route's. HEAD counts as GET.
+func (p *Policy) Introspects(method, path string) bool {
+	if p.intro.Path == "" {
+		return false
+	}
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	if path != p.intro.Path && path != p.intro.Path+"/" {
+		return false
+	}
+	if strings.EqualFold(method, http.MethodHead) {
+		method = http.MethodGet
+	}
+	for _, m := range p.intro.Methods {
+		if strings.EqualFold(m, method) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Policy) orgRequired(b *bool) bool {
@@ -255,7 +315,8 @@ var ErrBadExtension = errors.New("bad context extension")
 //
 // Rules are tried in order and the first whose methods and path match
 // wins; else DefaultRoute, if set; else Found is false (route_not_found).
-// Methods match case-insensitively, paths case-sensitively; the query
+// Methods match case-insensitively (HEAD wherever GET is allowed), paths
+// case-sensitively; the query
 // string and fragment are ignored. A trailing slash is ignored ("/a/"
 // matches "/a", "/a/*" matches "/a/b/"), an empty segment ("//") matches
 // only inside **, and ** matches zero or more segments ("/a" matches
@@ -358,12 +419,16 @@ func (p *Policy) matchRules(method, path string) (Match, bool) {
 	return Match{}, false
 }
 
+// allows reports whether the rule covers method. A rule that allows GET
+// allows HEAD: a HEAD is a GET without the body (RFC 9110, 9.3.2), and
+// proxies forward it as sent.
 func (r *rule) allows(method string) bool {
 	if len(r.methods) == 0 {
 		return true
 	}
+	head := strings.EqualFold(method, http.MethodHead)
 	for _, m := range r.methods {
-		if strings.EqualFold(m, method) {
+		if strings.EqualFold(m, method) || head && m == http.MethodGet {
 			return true
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 func ptr(b bool) *bool { return &b }
@@ -486,57 +484,60 @@ func TestNewValid(t *testing.T) {
 	}
 }
 
-func TestYAMLRoutes(t *testing.T) {
-	const doc = `
-routes:
-  - {methods: [GET], path: "/api/v1/patients/**", scopes: [patients:read]}
-  - {methods: [POST, PUT, PATCH], path: "/api/v1/patients/**", scopes: [patients:write], org_required: true}
-  - methods: [get]
-    path: /api/v1/forms/*
-    scopes: [forms:read, forms:list]
-    org_required: false
-default_route: {scopes: []}
-`
-	var cfg struct {
-		Routes       []Route `yaml:"routes"`
-		DefaultRoute *Route  `yaml:"default_route"`
-	}
-	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	want := []Route{
-		{Methods: []string{"GET"}, Path: "/api/v1/patients/**", Scopes: []string{"patients:read"}},
-		{Methods: []string{"POST", "PUT", "PATCH"}, Path: "/api/v1/patients/**", Scopes: []string{"patients:write"}, OrgRequired: ptr(true)},
-		{Methods: []string{"get"}, Path: "/api/v1/forms/*", Scopes: []string{"forms:read", "forms:list"}, OrgRequired: ptr(false)},
-	}
-	if !reflect.DeepEqual(cfg.Routes, want) {
-		t.Fatalf("routes = %+v, want %+v", cfg.Routes, want)
-	}
-	if cfg.DefaultRoute == nil || cfg.DefaultRoute.OrgRequired != nil || len(cfg.DefaultRoute.Scopes) != 0 {
-		t.Fatalf("default_route = %+v", cfg.DefaultRoute)
-	}
-	p := mustNew(t, Config{Routes: cfg.Routes, DefaultRoute: cfg.DefaultRoute, OrgRequired: true})
+func TestHeadFollowsGet(t *testing.T) {
+	p := mustNew(t, Config{Routes: []Route{
+		{Methods: []string{"get"}, Path: "/a/**", Scopes: []string{"a:read"}},
+		{Methods: []string{"POST"}, Path: "/b", Scopes: []string{"b:write"}},
+		{Methods: []string{"HEAD"}, Path: "/c", Scopes: []string{"c:read"}},
+	}})
 	tests := []struct {
-		name   string
-		method string
-		path   string
-		want   Match
+		name, method, path string
+		found              bool
 	}{
-		{"get", "GET", "/api/v1/patients/1", Match{Found: true, Route: "/api/v1/patients/**", Scopes: []string{"patients:read"}, OrgRequired: true}},
-		{"put", "PUT", "/api/v1/patients/1", Match{Found: true, Route: "/api/v1/patients/**", Scopes: []string{"patients:write"}, OrgRequired: true}},
-		{"forms", "GET", "/api/v1/forms/2", Match{Found: true, Route: "/api/v1/forms/*", Scopes: []string{"forms:read", "forms:list"}, OrgRequired: false}},
-		{"default", "DELETE", "/api/v1/patients/1", Match{Found: true, Route: "default", Scopes: []string{}, OrgRequired: true}},
+		{"head on get route", "HEAD", "/a/1", true},
+		{"head lower case", "head", "/a/1", true},
+		{"head on post-only route", "HEAD", "/b", false},
+		{"head-only route", "HEAD", "/c", true},
+		{"get on head-only route", "GET", "/c", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := p.Match(tt.method, tt.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(m, tt.want) {
-				t.Errorf("got %+v, want %+v", m, tt.want)
+			if err != nil || m.Found != tt.found {
+				t.Fatalf("Match(%s %s) = %+v, %v; want found=%v", tt.method, tt.path, m, err, tt.found)
 			}
 		})
+	}
+}
+
+func TestIntrospects(t *testing.T) {
+	p := mustNew(t, Config{Introspection: Introspection{Path: "/v3/marketplace/me"}})
+	tests := []struct {
+		name, method, path string
+		want               bool
+	}{
+		{"get", "GET", "/v3/marketplace/me", true},
+		{"trailing slash", "GET", "/v3/marketplace/me/", true},
+		{"query ignored", "GET", "/v3/marketplace/me?x=1", true},
+		{"head as get", "HEAD", "/v3/marketplace/me", true},
+		{"post not allowed", "POST", "/v3/marketplace/me", false},
+		{"other path", "GET", "/v3/marketplace/mex", false},
+		{"deeper path", "GET", "/v3/marketplace/me/x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.Introspects(tt.method, tt.path); got != tt.want {
+				t.Fatalf("Introspects(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
+			}
+		})
+	}
+	if mustNew(t, Config{}).Introspects("GET", "/") {
+		t.Error("an empty introspection path introspects")
+	}
+	for _, bad := range []Introspection{{Path: "me"}, {Path: "/me?x"}, {Path: "/me/*"}, {Path: "/me", Methods: []string{"GE T"}}} {
+		if _, err := New(Config{Introspection: bad}); err == nil || !strings.HasPrefix(err.Error(), "introspection.") {
+			t.Errorf("New(%+v) = %v, want an introspection.* error", bad, err)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,7 +28,15 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Logger receives migration and reconnection messages. Nil: discard.
 	Logger *slog.Logger
+	// MustExist refuses to create a SQLite file that is not there: only
+	// the commands that own the database (serve, migrate) create one, so
+	// that a command run from the wrong folder does not start a new,
+	// empty key database beside the real one.
+	MustExist bool
 }
+
+// ErrNoDatabase: Options.MustExist was set and the SQLite file is missing.
+var ErrNoDatabase = errors.New("no key database")
 
 // Defaults for Options' zero values.
 const (
@@ -80,6 +90,12 @@ func Open(ctx context.Context, url string, opts Options) (DB, error) {
 	switch {
 	case strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+		if opts.MustExist {
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				abs, _ := filepath.Abs(path)
+				return nil, fmt.Errorf("%w at %s; run 'keygate migrate' to create it there, or point database.url (KEYGATE_DATABASE_URL, --config) at the server's database", ErrNoDatabase, abs)
+			}
+		}
 		return OpenSQLite(ctx, path, opts)
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return OpenPostgres(ctx, url, opts)

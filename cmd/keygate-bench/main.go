@@ -29,9 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/policy"
 )
 
 func main() {
@@ -147,9 +145,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	fs.IntVar(&o.work.keys, "keys", 10_000, "keys of the "+workloadUniform+" and "+workloadZipf+" workloads")
 	fs.Float64Var(&o.work.zipfS, "zipf-s", 1.1, "exponent of the "+workloadZipf+" workload (> 1; larger: fewer keys take more of the checks)")
 	fs.IntVar(&o.work.windows, "windows", 1, "windows of the keys' plan: 1 (an hour) or 2 (an hour and a day)")
-	var pipe pipelineOpts
-	fs.DurationVar(&pipe.window, "redis-pipeline-window", 0, "how long concurrent checks' Redis commands may wait for more to join their pipeline (0: Keygate's default)")
-	fs.IntVar(&pipe.limit, "redis-pipeline-limit", 0, "the most commands in one Redis pipeline (0: Keygate's default)")
 	requireRedis := fs.Bool("require-redis", false, "fail if Redis is unreachable (otherwise its row says so)")
 	servers := fs.String("servers", allServers, "which servers to run, in order, of "+knownServers+"; ratios are to the first if it is noop")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
@@ -167,9 +162,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 	if err := o.work.validate(); err != nil {
 		return nil, err
-	}
-	if pipe.window < 0 || pipe.limit < 0 {
-		return nil, errors.New("-redis-pipeline-window and -redis-pipeline-limit must be ≥ 0")
 	}
 	if o.concurrency < 1 || o.conns < 1 || o.rounds < 1 || o.duration <= 0 || o.warmup < 0 || o.rate < 0 {
 		return nil, errors.New("-concurrency, -conns and -rounds must be ≥ 1, -duration > 0, -warmup and -rate ≥ 0")
@@ -201,7 +193,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 
 	results, err := measureAll(ctx, which, o, benchOpts{
-		rounds: o.rounds, redisURL: *redisURL, redisPrivate: *redisPrivate, pipeline: pipe, log: logW,
+		rounds: o.rounds, redisURL: *redisURL, redisPrivate: *redisPrivate, log: logW,
 		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr,
 	})
 	if err != nil {
@@ -387,11 +379,4 @@ func profiler(dir string, stderr io.Writer) func() func() {
 				dir, filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "allocs-base.pprof"), filepath.Join(dir, "allocs.pprof"))
 		}
 	}
-}
-
-// policyFor is the route policy of the config, as `keygate serve` builds it
-// (the bench request names its scope in context_extensions).
-func policyFor(cfg config.Config) (*policy.Policy, error) {
-	pc := policy.Config{OrgRequired: cfg.Organization.Required, ScopeForm: policy.ScopeForm(cfg.Scopes.Form)}
-	return policy.New(pc)
 }

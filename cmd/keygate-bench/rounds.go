@@ -15,8 +15,7 @@ import (
 type benchOpts struct {
 	rounds        int
 	redisURL      string
-	redisPrivate  bool // start a redis-server of the run's own
-	pipeline      pipelineOpts
+	redisPrivate  bool      // start a redis-server of the run's own
 	log           io.Writer // Keygate's decision log
 	profileDir    string    // "": no profiles
 	profileServer string
@@ -64,7 +63,7 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 	if slices.Contains(which, srvInProc) || slices.Contains(which, srvRedis) {
 		fmt.Fprintf(b.stderr, "keygate-bench: seeding %d key(s)…\n", o.work.keyCount())
 		var err error
-		if seeded, err = seedKeyDB(ctx, o.work.keyCount()); err != nil {
+		if seeded, err = seedKeyDB(ctx, o.work); err != nil {
 			return results, err
 		}
 		defer seeded.remove()
@@ -86,7 +85,7 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 				results[i].redisSkipped = true
 				continue
 			}
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID, work: o.work, keys: seeded, pipeline: b.pipeline})
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID, work: o.work, keys: seeded})
 		}
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", results[i].Label, err)

@@ -2,29 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
-	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/limits"
-	"github.com/keygate/keygate/store"
-	"github.com/keygate/keygate/usage"
+	kgserver "github.com/keygate/keygate/server"
 )
 
 // server is one system under test, listening on loopback.
@@ -43,19 +34,14 @@ type serverStats struct {
 }
 
 // grpcServer builds a gRPC server with the options `keygate serve` uses
-// (extauthz.ServerOptions: the response encoder, the stream workers), for
-// the no-op servers as for Keygate.
+// (server.GRPCOptions: the codec, the stream workers, the bounds), for
+// the no-op servers.
 func grpcServer(opts ...grpc.ServerOption) (*grpc.Server, error) {
-	kg, err := extauthz.ServerOptions()
+	kg, err := kgserver.GRPCOptions()
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewServer(append(append(kg,
-		grpc.MaxRecvMsgSize(1<<20),
-		grpc.MaxConcurrentStreams(1024),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	), opts...)...), nil
+	return grpc.NewServer(append(kg, opts...)...), nil
 }
 
 func listen(gs *grpc.Server) (string, func(), error) {
@@ -158,20 +144,15 @@ type keygateOpts struct {
 	redisURL  string // "" for in-process limits
 	keyPrefix string // Redis key prefix, unique per run
 	log       io.Writer
-	work      workload // the plan
-	keys      *keyDB   // the seeded key database to start from
-	pipeline  pipelineOpts
+	work      workload // the keys' plan
+	keys      *keyDB   // the seeded key database each server starts from a copy of
 }
 
-// pipelineOpts tune how Redis commands are pipelined (zero: the defaults).
-type pipelineOpts struct {
-	window time.Duration
-	limit  int
-}
-
-// startKeygate wires Keygate as `keygate serve` does (store → cache →
-// limits → usage → extauthz → gRPC) with a temporary SQLite database, a
-// copy of o.keys, and returns once the cache is warm.
+// startKeygate runs Keygate as `keygate serve` does (server.New, Run)
+// over a temporary SQLite database, a copy of o.keys, on loopback ports,
+// and returns once it reports ready. Only what a benchmark must change is
+// changed from the defaults: the database, the plan of the keys (far too
+// large to deny anything) and the Redis settings.
 func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	var cleanups []func()
 	cleanup := func() {
@@ -184,118 +165,68 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 			cleanup()
 		}
 	}()
-	cfg := config.Default()
-	// Decisions are logged at info as in production, in JSON, to o.log
-	// (io.Discard by default): the formatting cost stays, the terminal's
-	// does not.
-	log := slog.New(slog.NewJSONHandler(o.log, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
 	dir, err := os.MkdirTemp("", "keygate-bench-")
 	if err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+
 	dbFile, err := o.keys.copyTo(dir)
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, "sqlite:"+dbFile, store.Options{
-		MaxConns: cfg.Database.MaxConns, QueryTimeout: cfg.Database.Timeout,
-		ConnectTimeout: cfg.Database.ConnectTimeout, Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening the key database: %w", err)
-	}
-	cleanups = append(cleanups, func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrating the key database: %w", err)
-	}
+	cfg := o.work.config(dbFile)
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
+	// Decisions are logged at info as in production, in JSON, to o.log
+	// (io.Discard by default): the formatting cost stays, the terminal's
+	// does not.
+	log := kgserver.NewLogger(config.Log{Level: "info", Format: "json"}, o.log)
 
-	formats, hasher, err := benchKeys(cfg)
+	srv, err := kgserver.New(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-
-	pol, err := policyFor(cfg)
-	if err != nil {
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	cleanups = append(cleanups, func() { stopRun(); <-done })
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		return nil, fmt.Errorf("keygate: %w", err)
+	}
+	grpcAddr, httpAddr := srv.Addrs()
+	if err := waitReady(ctx, "http://"+httpAddr.String()+"/readyz", 30*time.Second); err != nil {
 		return nil, err
 	}
-	lim, err := limits.New(limits.Config{
-		Plans:    o.work.plans(),
-		RedisURL: o.redisURL, KeyPrefix: o.keyPrefix,
-		OnRedisError: limits.Mode(cfg.Limits.OnRedisError), Timeout: cfg.Redis.Timeout,
-		PipelineWindow: o.pipeline.window, PipelineLimit: o.pipeline.limit,
-	}, log)
-	if err != nil {
-		return nil, fmt.Errorf("limits: %w", err)
-	}
-	cleanups = append(cleanups, func() { lim.Close() })
-	kc, err := cache.New(cache.Config{
-		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
-		QueryTimeout: cfg.Database.Timeout, WarmStart: true,
-	}, db, log)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, kc.Close)
-	rec, err := usage.New(usage.Config{FlushInterval: cfg.Database.LastUsedFlush, Timeout: cfg.Database.Timeout}, db, log)
-	if err != nil {
-		return nil, err
-	}
-	metrics, err := extauthz.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		return nil, err
-	}
-	srv, err := extauthz.New(extauthz.Config{
-		Formats: formats, Hasher: hasher, Policy: pol,
-		Headers: extauthz.HeaderNames{
-			Auth: cfg.Auth.Header, Org: cfg.Organization.Header,
-			KeyID: cfg.Headers.KeyID, Tenant: cfg.Headers.Tenant, OrgOut: cfg.Headers.Org,
-			Env: cfg.Headers.Env, Scopes: cfg.Headers.Scopes, Plan: cfg.Headers.Plan,
-		},
-		Realm: cfg.Auth.Realm,
-	}, kc, lim, rec, metrics, log)
-	if err != nil {
-		return nil, err
-	}
-
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	bgDone := make(chan struct{}, 3)
-	for _, run := range []func(context.Context) error{kc.Run, rec.Run, lim.Run} {
-		go func() { _ = run(bg); bgDone <- struct{}{} }()
-	}
-	cleanups = append(cleanups, func() {
-		stopBG()
-		for range 3 {
-			<-bgDone
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !kc.Ready() {
-		if time.Now().After(deadline) {
-			return nil, errors.New("the key cache did not become ready in 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-
-	gs, err := grpcServer()
-	if err != nil {
-		return nil, err
-	}
-	srv.Register(gs)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	addr, stop, err := listen(gs)
-	if err != nil {
-		return nil, err
-	}
-	cleanups = append(cleanups, stop)
 	return &server{
-		addr: addr, keys: o.keys.keys, stop: cleanup,
+		addr: grpcAddr.String(), keys: o.keys.keys, stop: cleanup,
 		stats: func() serverStats {
-			ls, cs := lim.Stats(), kc.Stats()
-			return serverStats{RedisCalls: ls.RedisCalls, RedisRoundTrips: ls.RedisRoundTrips, RedisErrors: ls.RedisErrors,
-				CacheHits: cs.Hits, CacheMisses: cs.Misses}
+			st := srv.Stats()
+			return serverStats{RedisCalls: st.Limits.RedisCalls, RedisRoundTrips: st.Limits.RedisRoundTrips, RedisErrors: st.Limits.RedisErrors,
+				CacheHits: st.Cache.Hits, CacheMisses: st.Cache.Misses}
 		},
 	}, nil
+}
+
+// waitReady polls a /readyz URL until it answers 200, as an orchestrator
+// would before sending traffic.
+func waitReady(ctx context.Context, url string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("keygate not ready within %v", within)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

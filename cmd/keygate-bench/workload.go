@@ -14,7 +14,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
-	"github.com/keygate/keygate/store"
+	kgserver "github.com/keygate/keygate/server"
 )
 
 // Workloads, as -workload takes them: which keys the checks carry.
@@ -107,7 +107,7 @@ func seedKeys(ctx context.Context, svc *admin.Service, n int) ([]string, error) 
 	out := make([]string, n)
 	for i := range out {
 		created, err := svc.Create(ctx, admin.CreateRequest{
-			Tenant: "acme", Name: fmt.Sprintf("bench-%d", i), Env: keys.Env("live"), Scopes: []string{"patients:read"}, Plan: benchPlan,
+			Tenant: "acme", Name: fmt.Sprintf("bench-%d", i), Env: keys.EnvLive, Scopes: []string{"patients:read"}, Plan: benchPlan,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("creating bench key %d of %d: %w", i+1, n, err)
@@ -117,20 +117,17 @@ func seedKeys(ctx context.Context, svc *admin.Service, n int) ([]string, error) 
 	return out, nil
 }
 
-// benchPepper peppers the bench keys' hashes, as database.pepper would.
-const benchPepper = "keygate-bench-pepper"
-
-// benchKeys are the key formats and hasher of cfg and the bench pepper.
-func benchKeys(cfg config.Config) (*keys.Formats, *keys.Hasher, error) {
-	fl := make([]keys.Format, len(cfg.KeyFormats))
-	for i, f := range cfg.KeyFormats {
-		fl[i] = keys.Format{Prefix: f.Prefix, Env: keys.Env(f.Env), Checksum: f.HasChecksum()}
+// config is the configuration of every Keygate under test, on the key
+// database at dbFile: the defaults but for the database, its pepper and
+// the bench plan.
+func (w workload) config(dbFile string) config.Config {
+	cfg := config.Default()
+	cfg.Database.URL = "sqlite:" + dbFile
+	cfg.Database.Pepper = "keygate-bench-pepper"
+	for _, win := range w.plans()[benchPlan] {
+		cfg.Plans[benchPlan] = append(cfg.Plans[benchPlan], config.Window{Limit: win.Limit, Period: win.Period})
 	}
-	formats, err := keys.NewFormats(fl)
-	if err != nil {
-		return nil, nil, err
-	}
-	return formats, keys.NewHasher([]byte(benchPepper)), nil
+	return cfg
 }
 
 // keyDB is a SQLite key database seeded once per run with a workload's
@@ -141,11 +138,12 @@ type keyDB struct {
 	dir  string
 }
 
-// seedKeyDB creates the database and its keys. It is seeded on a memory
-// file system where there is one (/dev/shm): every key is a transaction
-// of its own, and 10,000 fsyncs to a disk take a minute. The copies the
-// servers run on are on the ordinary temporary directory.
-func seedKeyDB(ctx context.Context, n int) (_ *keyDB, err error) {
+// seedKeyDB creates the database and its keys, through the lifecycle
+// service the CLI and the admin API use. It is seeded on a memory file
+// system where there is one (/dev/shm): every key is a transaction of its
+// own, and 10,000 fsyncs to a disk take a minute. The copies the servers
+// run on are on the ordinary temporary directory.
+func seedKeyDB(ctx context.Context, w workload) (_ *keyDB, err error) {
 	parent := ""
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		parent = "/dev/shm"
@@ -159,35 +157,22 @@ func seedKeyDB(ctx context.Context, n int) (_ *keyDB, err error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	cfg := config.Default()
 	file := filepath.Join(dir, "k.db")
-	db, err := store.Open(ctx, "sqlite:"+file, store.Options{
-		MaxConns: cfg.Database.MaxConns, QueryTimeout: cfg.Database.Timeout,
-		ConnectTimeout: cfg.Database.ConnectTimeout, Logger: slog.New(slog.DiscardHandler),
-	})
+	cfg := w.config(file)
+	db, err := kgserver.OpenDB(ctx, cfg, slog.New(slog.DiscardHandler), true)
 	if err != nil {
-		return nil, fmt.Errorf("opening the key database to seed: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if cerr := db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("closing the seeded key database: %w", cerr)
 		}
 	}()
-	if err := db.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("migrating the key database: %w", err)
-	}
-	formats, hasher, err := benchKeys(cfg)
+	svc, err := kgserver.NewAdmin(cfg, db)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := admin.New(admin.Config{
-		Formats: formats, Hasher: hasher, Plans: []string{benchPlan},
-		ValidScope: func(string) error { return nil }, Grace: time.Hour, Now: time.Now,
-	}, db)
-	if err != nil {
-		return nil, err
-	}
-	secrets, err := seedKeys(ctx, svc, n)
+	secrets, err := seedKeys(ctx, svc, w.keyCount())
 	if err != nil {
 		return nil, err
 	}

@@ -33,11 +33,19 @@ func (e *exitError) Unwrap() error { return e.err }
 type env struct {
 	stdout, stderr io.Writer
 	lookup         func(string) (string, bool)
+	environ        func() []string // "NAME=value" entries; nil: none
+}
+
+func (e env) environOrNil() []string {
+	if e.environ == nil {
+		return nil
+	}
+	return e.environ()
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv})
+	err := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, lookup: os.LookupEnv, environ: os.Environ})
 	stop()
 	if err != nil {
 		code := 1

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/server"
 )
 
 // cli runs one keygate command in dir with the given environment.
@@ -23,9 +24,13 @@ type cli struct {
 	env map[string]string
 }
 
+// newCLI returns a CLI over a new SQLite database, created by `keygate
+// migrate` as an operator would before managing keys.
 func newCLI(t *testing.T) *cli {
 	dir := t.TempDir()
-	return &cli{t: t, env: map[string]string{"KEYGATE_DATABASE_URL": "sqlite:" + filepath.Join(dir, "keygate.db"), "KEYGATE_LOG_LEVEL": "warn"}}
+	c := &cli{t: t, env: map[string]string{"KEYGATE_DATABASE_URL": "sqlite:" + filepath.Join(dir, "keygate.db"), "KEYGATE_LOG_LEVEL": "warn"}}
+	c.ok("migrate")
+	return c
 }
 
 func (c *cli) run(args ...string) (stdout, stderr string, code int) {
@@ -149,7 +154,7 @@ func TestVersion(t *testing.T) {
 	if out := c.ok("version"); !strings.HasPrefix(out, "keygate ") {
 		t.Errorf("version: %q", out)
 	}
-	var b buildInfo
+	var b server.BuildInfo
 	if err := json.Unmarshal([]byte(c.ok("version", "--json")), &b); err != nil || b.Go == "" || b.Encoder == "" {
 		t.Errorf("version --json: %v %+v", err, b)
 	}
@@ -163,8 +168,19 @@ func startServe(t *testing.T, cfg config.Config) (grpcAddr, httpAddr string, sto
 	addrs := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("server.New: %v", err)
+	}
+	go func() { done <- srv.Run(ctx) }()
 	go func() {
-		done <- serve(ctx, cfg, log, func(g, h net.Addr) { addrs <- [2]net.Addr{g, h} })
+		select {
+		case <-srv.Ready():
+			g, h := srv.Addrs()
+			addrs <- [2]net.Addr{g, h}
+		case <-ctx.Done():
+		}
 	}()
 	select {
 	case a := <-addrs:

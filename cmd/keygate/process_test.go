@@ -153,8 +153,11 @@ func cliProc(t *testing.T, env map[string]string, args ...string) string {
 	return string(out)
 }
 
+// createKeyProc creates a key with the CLI, migrating first as an
+// operator does before managing keys (migrate is idempotent).
 func createKeyProc(t *testing.T, env map[string]string, args ...string) (id, key string) {
 	t.Helper()
+	cliProc(t, env, "migrate")
 	var c struct{ ID, Key string }
 	out := cliProc(t, env, append([]string{"keys", "create", "--json"}, args...)...)
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
