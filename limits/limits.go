@@ -158,7 +158,11 @@ type Limiter struct {
 	lden    atomic.Uint64
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
 	deny    *ristretto.Cache[string, denial]
-	leases  leases
+	// denyUntil is the latest end of any denial cached (unix nanos):
+	// before it the deny cache is asked, after it no entry can be live,
+	// and an allowed-only flow skips the lookup.
+	denyUntil atomic.Int64
+	leases    leases
 }
 
 type denial struct {
@@ -310,9 +314,11 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 		return l.local.allow(bucket, p), nil
 	}
 	now := l.cfg.Now()
-	if d, ok := l.deny.Get(bucket); ok && d.plan == p && now.UnixNano() < d.until {
-		l.lden.Add(1)
-		return deniedLocally(p, d, now), nil
+	if now.UnixNano() < l.denyUntil.Load() {
+		if d, ok := l.deny.Get(bucket); ok && d.plan == p && now.UnixNano() < d.until {
+			l.lden.Add(1)
+			return deniedLocally(p, d, now), nil
+		}
 	}
 	if !l.redisUsable(now) {
 		return l.fallback(bucket, p)
@@ -353,7 +359,14 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 				break
 			}
 		}
-		l.deny.SetWithTTL(bucket, denial{until: now.Add(res.RetryAfter).UnixNano(), plan: p, window: idx}, 1, res.RetryAfter)
+		until := now.Add(res.RetryAfter).UnixNano()
+		for {
+			old := l.denyUntil.Load()
+			if old >= until || l.denyUntil.CompareAndSwap(old, until) {
+				break
+			}
+		}
+		l.deny.SetWithTTL(bucket, denial{until: until, plan: p, window: idx}, 1, res.RetryAfter)
 	}
 	return res, nil
 }
