@@ -95,7 +95,8 @@ func BenchmarkAllowDeniedCached(b *testing.B) {
 // each used now and then, as real traffic is: no lease helps, every check
 // goes to Redis, and concurrent checks share pipelines. It reports the
 // Redis server's CPU per check (INFO cpu; the shared server's other
-// clients count too) and round trips per check.
+// clients count too), this process's CPU per check, and round trips per
+// check. KEYGATE_BENCH_PIPELINE_WINDOW (a duration) sets PipelineWindow.
 func BenchmarkAllowRedisManyKeys(b *testing.B) {
 	window, _ := time.ParseDuration(os.Getenv("KEYGATE_BENCH_PIPELINE_WINDOW"))
 	for _, plan := range []string{"single", "multi"} {
