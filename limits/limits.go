@@ -515,13 +515,20 @@ func (l *Limiter) markUp() {
 	}
 }
 
-// Run probes a down Redis until ctx ends, so recovery does not wait for
+// Run probes Redis once at start — a Redis that is down from the start is
+// said at once, in the log and /metrics, rather than at the first check —
+// then probes a down Redis until ctx ends, so recovery does not wait for
 // traffic.
 func (l *Limiter) Run(ctx context.Context) error {
 	if l.rdb == nil {
 		<-ctx.Done()
 		return nil
 	}
+	pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout*4)
+	if err := l.rdb.Ping(pctx).Err(); err != nil && ctx.Err() == nil {
+		l.markDown(err)
+	}
+	cancel()
 	t := time.NewTicker(l.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
