@@ -48,6 +48,7 @@ func (r Route) policy() policy.Route {
 func (c *Config) PlanWindows() map[string][]limits.Window {
 	plans := make(map[string][]limits.Window, len(c.Plans))
 	for name, ws := range c.Plans {
+		plans[name] = make([]limits.Window, 0, len(ws)) // a plan without windows is an error to report
 		for _, w := range ws {
 			plans[name] = append(plans[name], limits.Window{Limit: w.Limit, Period: w.Period})
 		}

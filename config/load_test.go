@@ -26,6 +26,7 @@ func TestErrorsReadAsYAML(t *testing.T) {
 		{"scalar as list", "grpc_addr: ':1'\nkey_formats: sk_\n", []string{`keygate.yaml:2: key_formats: "sk_" is not a list`}},
 		{"syntax error on line 2", "grpc_addr: ':1'\nhttp_addr: :9090: x\n", []string{"keygate.yaml:2: mapping values are not allowed"}},
 		{"window in a plan", "plans:\n  test: [{limit: 1, period: 1h, burst: 3}]\n", []string{"keygate.yaml:2: plans.test[0].burst: unknown field"}},
+		{"a plan without windows", "plans:\n  test: []\n  live: [{limit: 1, period: 1h}]\n", []string{"plans.test: needs at least one window"}},
 		{"two problems, both reported", "grpc_addr: nope\ncache:\n  max_keys: 0\n", []string{`grpc_addr: "nope" is not host:port`, "cache.max_keys: must be at least 1"}},
 	}
 	for _, tc := range cases {

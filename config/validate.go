@@ -28,8 +28,12 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
 	}
+	// A delegate's joined errors are taken apart, so that every problem
+	// is sorted with the others.
 	delegate := func(err error) {
-		if err != nil {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...)
+		} else if err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,6 +2,11 @@ package limits
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,4 +89,69 @@ func BenchmarkAllowDeniedCached(b *testing.B) {
 	if d := l.Stats().RedisCalls - calls; d != 0 {
 		b.Fatalf("%d Redis calls while denied from the cache", d)
 	}
+}
+
+// BenchmarkAllowRedisManyKeys is many concurrent checks of 10,000 keys,
+// each used now and then, as real traffic is: no lease helps, every check
+// goes to Redis, and concurrent checks share pipelines. It reports the
+// Redis server's CPU per check (INFO cpu; the shared server's other
+// clients count too), this process's CPU per check, and round trips per
+// check. KEYGATE_BENCH_PIPELINE_WINDOW (a duration) sets PipelineWindow.
+func BenchmarkAllowRedisManyKeys(b *testing.B) {
+	window, _ := time.ParseDuration(os.Getenv("KEYGATE_BENCH_PIPELINE_WINDOW"))
+	for _, plan := range []string{"single", "multi"} {
+		b.Run(plan, func(b *testing.B) {
+			l := newRedisLimiter(b, Config{Plans: benchPlans, PipelineWindow: window})
+			ctx := context.Background()
+			var next atomic.Uint64
+			cpu0, proc0 := redisCPU(b, l), processCPU()
+			trips0 := l.Stats().RedisRoundTrips
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				var bucket [16]byte
+				for pb.Next() {
+					k := next.Add(7919) % 10_000
+					name := strconv.AppendUint(append(bucket[:0], 'k'), k, 10)
+					if r, err := l.Allow(ctx, string(name), plan); err != nil || !r.Allowed {
+						b.Errorf("Allow = %+v, %v", r, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(processCPU()-proc0)/float64(time.Microsecond)/float64(b.N), "process-cpu-µs/op")
+			b.ReportMetric(float64(redisCPU(b, l)-cpu0)/float64(time.Microsecond)/float64(b.N), "redis-cpu-µs/op")
+			b.ReportMetric(float64(l.Stats().RedisRoundTrips-trips0)/float64(b.N), "trips/op")
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU is the CPU time the limiter's Redis server has used.
+func redisCPU(b *testing.B, l *Limiter) time.Duration {
+	b.Helper()
+	info, err := l.rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for line := range strings.Lines(info) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			s, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			total += time.Duration(s * float64(time.Second))
+		}
+	}
+	return total
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,5 +138,37 @@ func TestRedisFailure(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			t.Logf("mode %s: %d calls, slowest %v, stats %+v", mode, calls.Load(), time.Duration(slowest.Load()), l.Stats())
 		})
+	}
+}
+
+// TestRedisDownAtStart: a Redis that does not answer when the limiter
+// starts is reported at once (log line, RedisUp false), before any check.
+func TestRedisDownAtStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "redis://" + l.Addr().String() + "/0"
+	l.Close()
+	var logs syncbuf.Buffer
+	lim, err := New(Config{Plans: map[string][]Window{"p": {{Limit: 10, Period: time.Minute}}}, RedisURL: dead},
+		slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lim.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- lim.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for lim.Stats().RedisUp || !strings.Contains(logs.String(), "redis unreachable") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of a dead Redis: up %v, log %q", lim.Stats().RedisUp, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -22,8 +22,8 @@ type Failures struct {
 // NewFailures allows w.Limit failures per w.Period per address (a burst of
 // w.Limit, then one per Period/Limit).
 func NewFailures(w Window, now func() time.Time) (*Failures, error) {
-	if w.Limit < 1 || w.Period <= 0 {
-		return nil, errors.New("auth.failures: limit must be at least 1 and period positive")
+	if w.Limit < 1 || w.Period <= 0 || int64(w.Limit) > int64(w.Period) {
+		return nil, errors.New("auth.failures: limit must be at least 1 and period positive, at most one failure per nanosecond")
 	}
 	if now == nil {
 		now = time.Now

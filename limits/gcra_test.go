@@ -213,7 +213,10 @@ func TestMultiWindowDenialSpendsNothing(t *testing.T) {
 				if allowed != 2 {
 					t.Fatalf("after the burst %d allowed, want exactly the 10s window's 2 left (%d denials spent quota)", allowed, denials)
 				}
-				if denials < 50 {
+				// Each denial is a loop turn of 5ms and a round trip; a loaded
+				// machine makes fewer of them, and a score is plenty to show
+				// denials spending nothing.
+				if denials < 20 {
 					t.Fatalf("only %d denials by the 1s window; the test did not exercise them", denials)
 				}
 			})

@@ -43,35 +43,29 @@ func (ls *leases) shard(bucket string) *leaseShard {
 	return &ls.shards[maphash.String(ls.seed, bucket)%uint64(len(ls.shards))]
 }
 
-// take hands out one leased request, if bucket has one.
-func (ls *leases) take(bucket string, p *plan, now int64) (Result, bool) {
+// take hands out one leased request, if bucket has one; if not, it says
+// how many requests the next round trip should take (see size).
+func (ls *leases) take(bucket string, p *plan, now int64, max int) (Result, bool, int) {
 	sh := ls.shard(bucket)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	le := sh.m[bucket]
 	if le == nil || le.plan != p || le.left == 0 || now >= le.expires {
-		return Result{}, false
+		return Result{}, false, le.size(p, max)
 	}
 	le.left--
 	states := make([]WindowState, len(le.base))
 	for i, b := range le.base {
 		states[i] = WindowState{Window: b.Window, Remaining: b.Remaining + le.left, Reset: b.Reset}
 	}
-	return tightest(states), true
+	return tightest(states), true, 0
 }
 
 // size is how many requests to take in the next round trip: one when
 // nothing is known or the bucket is near its limit, more the further away
 // it is, at most max.
-func (ls *leases) size(bucket string, p *plan, max int) int {
-	if max <= 1 {
-		return 1
-	}
-	sh := ls.shard(bucket)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	le := sh.m[bucket]
-	if le == nil || le.plan != p {
+func (le *lease) size(p *plan, max int) int {
+	if max <= 1 || le == nil || le.plan != p {
 		return 1
 	}
 	// Only far from the limit: every bucket's last leaseFloor requests

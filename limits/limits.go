@@ -3,6 +3,12 @@
 // through Redis (github.com/go-redis/redis_rate), or kept in process when
 // no Redis is configured or, by choice, while Redis is down.
 //
+// On Redis, every window of a check is spent in the same round trip, and
+// the checks that arrive together share it: their commands leave as one
+// pipeline (one per node on a Cluster), after a short window or once a
+// size cap is reached, whichever comes first. A check waits for its
+// answer no longer than the Redis timeout.
+//
 // Redis URLs: redis://[user:pass@]host:port/db or rediss:// (one server);
 // redis+cluster://host:port?addr=host2:port&addr=host3:port (a Cluster;
 // rediss+cluster:// with TLS); redis+sentinel://host:port?master_name=NAME
@@ -10,11 +16,11 @@
 package limits
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,8 +42,8 @@ var (
 // Window is one limit of a plan: Limit requests per Period, with a burst of
 // Limit (a fresh key may spend its whole window at once).
 type Window struct {
-	Limit  int           `yaml:"limit"`
-	Period time.Duration `yaml:"period"`
+	Limit  int
+	Period time.Duration
 }
 
 // Name renders the period for the RateLimit headers: "1h", "24h", "1m", "30s".
@@ -86,7 +92,15 @@ type Config struct {
 	// requests than its limit, never more.
 	LeaseMax int
 	LeaseTTL time.Duration // default 100ms
-	Now      func() time.Time
+	// PipelineWindow is how long a batch of concurrent checks' Redis
+	// commands may wait for more to join it, while checks come faster
+	// than one per round trip (default 0: a batch leaves as soon as the
+	// one before it is answered); PipelineLimit is the most commands in
+	// one pipeline, which also sends a batch before its window ends
+	// (default 128).
+	PipelineWindow time.Duration
+	PipelineLimit  int
+	Now            func() time.Time
 }
 
 // WindowState is one window's state after a request.
@@ -118,13 +132,16 @@ type Stats struct {
 	RedisUp         bool
 	RedisErrors     uint64
 	LocalDenials    uint64 // answered from the deny cache, no Redis call
-	RedisCalls      uint64
+	RedisCalls      uint64 // commands sent to Redis
+	// RedisRoundTrips counts the pipelines sent (on a Cluster, each is
+	// one pipeline per node, sent side by side).
+	RedisRoundTrips uint64
 }
 
 type plan struct {
 	windows []Window
-	limits  []redis_rate.Limit
-	policy  string // RateLimit-Policy value
+	args    []gcraArgs // per window, for redis_rate's script
+	policy  string     // RateLimit-Policy value
 }
 
 // Limiter enforces plans. It is safe for concurrent use.
@@ -135,14 +152,17 @@ type Limiter struct {
 	local *local
 
 	rdb     redis.UniversalClient
-	rl      *redis_rate.Limiter
+	pipe    *pipeline
 	up      atomic.Bool
 	errs    atomic.Uint64
-	calls   atomic.Uint64
 	lden    atomic.Uint64
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
 	deny    *ristretto.Cache[string, denial]
-	leases  leases
+	// denyUntil is the latest end of any denial cached (unix nanos):
+	// before it the deny cache is asked, after it no entry can be live,
+	// and an allowed-only flow skips the lookup.
+	denyUntil atomic.Int64
+	leases    leases
 }
 
 type denial struct {
@@ -151,7 +171,8 @@ type denial struct {
 	window int   // index of the denying window in plan
 }
 
-// New validates cfg and connects lazily to Redis (no I/O here).
+// New validates cfg (its plans by ValidatePlans) and connects lazily to
+// Redis (no I/O here).
 func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if log == nil {
 		return nil, errors.New("limits: logger is required")
@@ -182,40 +203,28 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 100 * time.Millisecond
 	}
+	if cfg.PipelineLimit <= 0 {
+		cfg.PipelineLimit = 128
+	}
+	if cfg.PipelineWindow < 0 {
+		return nil, fmt.Errorf("limits: pipeline window must not be negative, got %v", cfg.PipelineWindow)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if len(cfg.Plans) == 0 {
-		return nil, errors.New("plans: at least one plan is required")
+	if gcraErr != nil {
+		return nil, gcraErr
 	}
-	l := &Limiter{cfg: cfg, log: log, plans: map[string]*plan{}}
+	if err := ValidatePlans(cfg.Plans); err != nil {
+		return nil, err
+	}
+	l := &Limiter{cfg: cfg, log: log, plans: make(map[string]*plan, len(cfg.Plans))}
 	l.leases.init()
-	names := make([]string, 0, len(cfg.Plans))
-	for name := range cfg.Plans {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		ws := cfg.Plans[name]
-		if len(ws) == 0 {
-			return nil, fmt.Errorf("plans.%s: needs at least one window", name)
+	for name, ws := range cfg.Plans {
+		p := &plan{windows: append([]Window(nil), ws...), policy: PolicyHeader(ws)}
+		for _, w := range ws {
+			p.args = append(p.args, newGCRAArgs(redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period}))
 		}
-		p := &plan{windows: append([]Window(nil), ws...)}
-		seen := map[time.Duration]bool{}
-		for i, w := range ws {
-			if seen[w.Period] {
-				return nil, fmt.Errorf("plans.%s[%d].period: %v is already used by another window of the plan", name, i, w.Period)
-			}
-			seen[w.Period] = true
-			if w.Limit < 1 {
-				return nil, fmt.Errorf("plans.%s[%d].limit: must be at least 1, got %d", name, i, w.Limit)
-			}
-			if w.Period < time.Second || w.Period%time.Second != 0 {
-				return nil, fmt.Errorf("plans.%s[%d].period: must be whole seconds, at least 1s, got %v", name, i, w.Period)
-			}
-			p.limits = append(p.limits, redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period})
-		}
-		p.policy = PolicyHeader(p.windows)
 		l.plans[name] = p
 	}
 	l.local = newLocal(cfg.Now)
@@ -224,14 +233,14 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
+		// RESP2: Keygate needs none of RESP3's push messages, and go-redis
+		// looks for them before every reply it reads on a RESP3 connection.
+		opts.Protocol, opts.DisableIdentity = 2, true
 		// Fail fast: a retry or a long dial would stall Check.
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout*4, cfg.Timeout, cfg.Timeout
 		opts.PoolTimeout = cfg.Timeout
 		opts.MaxRetries = -1
 		opts.ContextTimeoutEnabled = true
-		l.rdb = redis.NewUniversalClient(opts)
-		l.rl = redis_rate.NewLimiter(l.rdb)
-		l.up.Store(true)
 		deny, err := ristretto.NewCache(&ristretto.Config[string, denial]{
 			NumCounters: cfg.DenyCacheSize * 10, MaxCost: cfg.DenyCacheSize, BufferItems: 64, IgnoreInternalCost: true,
 		})
@@ -239,6 +248,12 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 			return nil, fmt.Errorf("limits: deny cache: %w", err)
 		}
 		l.deny = deny
+		l.rdb = redis.NewUniversalClient(opts)
+		l.up.Store(true)
+		l.pipe = newPipeline(l.rdb, log, pipelineConfig{
+			window: cfg.PipelineWindow, limit: cfg.PipelineLimit, timeout: cfg.Timeout,
+			scripts: []string{gcraSrc, refundScript}, onAbandoned: l.refundAbandoned,
+		})
 	}
 	return l, nil
 }
@@ -299,17 +314,19 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 		return l.local.allow(bucket, p), nil
 	}
 	now := l.cfg.Now()
-	if d, ok := l.deny.Get(bucket); ok && d.plan == p && now.UnixNano() < d.until {
-		l.lden.Add(1)
-		return deniedLocally(p, d, now), nil
+	if now.UnixNano() < l.denyUntil.Load() {
+		if d, ok := l.deny.Get(bucket); ok && d.plan == p && now.UnixNano() < d.until {
+			l.lden.Add(1)
+			return deniedLocally(p, d, now), nil
+		}
 	}
 	if !l.redisUsable(now) {
 		return l.fallback(bucket, p)
 	}
-	if res, ok := l.leases.take(bucket, p, now.UnixNano()); ok {
+	res, ok, n := l.leases.take(bucket, p, now.UnixNano(), l.cfg.LeaseMax)
+	if ok {
 		return res, nil
 	}
-	n := l.leases.size(bucket, p, l.cfg.LeaseMax)
 	res, err := l.allowRedis(ctx, bucket, p, n)
 	if err == nil && !res.Allowed && n > 1 {
 		// The batch did not fit: near the limit, go exact.
@@ -342,7 +359,14 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 				break
 			}
 		}
-		l.deny.SetWithTTL(bucket, denial{until: now.Add(res.RetryAfter).UnixNano(), plan: p, window: idx}, 1, res.RetryAfter)
+		until := now.Add(res.RetryAfter).UnixNano()
+		for {
+			old := l.denyUntil.Load()
+			if old >= until || l.denyUntil.CompareAndSwap(old, until) {
+				break
+			}
+		}
+		l.deny.SetWithTTL(bucket, denial{until: until, plan: p, window: idx}, 1, res.RetryAfter)
 	}
 	return res, nil
 }
@@ -360,69 +384,84 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 	return l.cfg.KeyPrefix + "{" + bucket + "}:" + w.Name()
 }
 
-// allowRedis spends one request in each window, in plan order; if a window
-// denies, the windows already spent are refunded (refundScript: GCRA's
-// theoretical arrival time is additive, so this undoes exactly our cost), so
-// a denied request spends nothing. Each spend is atomic in Redis, so no
-// window ever allows more than its limit, whatever other replicas do; a
-// refund can only make a concurrent request see less quota, never more.
-// Allowed requests cost one round trip per window.
+// allowRedis spends n requests in each window of p, all windows in one
+// pipeline (with whatever other checks queued meanwhile). If a window
+// denies, or fails, the windows that were spent get their requests back
+// (refundScript: GCRA's theoretical arrival time is additive, so this
+// undoes exactly our cost) in the next pipeline, so a denied request
+// spends nothing. Each spend is atomic in Redis, so no window ever allows
+// more than its limit, whatever other replicas do; a spend that is given
+// back can only make a concurrent request see less quota, never more.
 func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
-	states := make([]WindowState, len(p.windows))
+	o := l.pipe.newOp()
 	for i, w := range p.windows {
-		l.calls.Add(1)
-		r, err := l.rl.AllowN(ctx, l.redisKey(bucket, w), p.limits[i], n)
-		if err != nil {
-			l.refund(ctx, bucket, p, i, n)
-			return Result{}, fmt.Errorf("redis: %w", err)
+		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), &p.args[i], n))
+	}
+	if err := l.pipe.do(ctx, o, l.cfg.Timeout); err != nil {
+		// What Redis answers later is given back by refundAbandoned.
+		return Result{}, fmt.Errorf("redis: %w", err)
+	}
+	defer l.pipe.release(o)
+	states := make([]WindowState, len(p.windows))
+	var failed error
+	denied := -1
+	var retry time.Duration
+	for i, w := range p.windows {
+		r, err := gcraAnswer(o.cmds[i])
+		switch {
+		case err != nil:
+			failed = cmp.Or(failed, err)
+		case r.Allowed == 0:
+			states[i] = WindowState{Window: w, Remaining: 0, Reset: r.ResetAfter}
+			// The window that lets the client back in last is the answer.
+			if denied < 0 || r.RetryAfter > retry {
+				denied, retry = i, r.RetryAfter
+			}
+		default:
+			states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
 		}
-		states[i] = WindowState{Window: w, Remaining: r.Remaining, Reset: r.ResetAfter}
-		if r.Allowed == 0 {
-			l.refund(ctx, bucket, p, i, n)
-			states[i].Remaining = 0
-			return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: r.ResetAfter,
-				RetryAfter: max(r.RetryAfter, time.Millisecond), Windows: states[:i+1]}, nil
+	}
+	if failed != nil || denied >= 0 {
+		l.refund(o.cmds)
+	}
+	if failed != nil {
+		return Result{}, fmt.Errorf("redis: %w", failed)
+	}
+	if denied >= 0 {
+		for i, c := range o.cmds {
+			if r, _ := gcraReply(c); r.Allowed > 0 {
+				// Spent and given back: as it was before the request.
+				w := p.windows[i]
+				states[i].Remaining += n
+				states[i].Reset = max(states[i].Reset-time.Duration(n)*(w.Period/time.Duration(w.Limit)), 0)
+			}
 		}
+		w := p.windows[denied]
+		return Result{Allowed: false, Window: w, Limit: w.Limit, Remaining: 0, Reset: states[denied].Reset,
+			RetryAfter: max(retry, time.Millisecond), Windows: states}, nil
 	}
 	return tightest(states), nil
 }
 
-// refundScript gives one request back to a redis_rate GCRA key, in
-// redis_rate's own units (seconds since 2017-01-01 as a float). It differs
-// from AllowN(-1) in one case: when the refunded TAT is not in the future
-// (the window was full before the request), AllowN writes nothing and the
-// request stays spent; this script deletes the key, which is what a full
-// window is. KEYS[1] is redis_rate's key ("rate:" + ours); ARGV: period in
-// seconds, rate, and how many requests to give back.
-var refundScript = redis.NewScript(`
-redis.replicate_commands()
-local tat = tonumber(redis.call("GET", KEYS[1]))
-if not tat then
-  return 0
-end
-local now = redis.call("TIME")
-now = (now[1] - 1483228800) + (now[2] / 1000000)
-local new_tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[1]) / tonumber(ARGV[2])
-if new_tat > now then
-  redis.call("SET", KEYS[1], new_tat, "EX", math.ceil(new_tat - now))
-else
-  redis.call("DEL", KEYS[1])
-end
-return 1
-`)
-
-// refund gives back the count requests spent in windows [0, n).
-func (l *Limiter) refund(ctx context.Context, bucket string, p *plan, n, count int) {
-	for i := range n {
-		l.calls.Add(1)
-		lim := p.limits[i]
-		if err := refundScript.Run(ctx, l.rdb, []string{"rate:" + l.redisKey(bucket, p.windows[i])}, lim.Period.Seconds(), lim.Rate, count).Err(); err != nil {
-			l.log.Warn("rate limit refund failed; the window keeps one request spent", slog.String("window", p.windows[i].Name()), slog.Any("error", err))
+// refund queues, without waiting, the refunds of the GCRA commands in
+// cmds that Redis allowed.
+func (l *Limiter) refund(cmds []redis.Cmder) {
+	o := l.pipe.newOp()
+	for _, c := range cmds {
+		if r, ok := gcraReply(c); ok && r.Allowed > 0 {
+			o.cmds = append(o.cmds, refundCmd(c))
 		}
 	}
+	if len(o.cmds) == 0 {
+		l.pipe.release(o)
+		return
+	}
+	l.pipe.send(o)
 }
+
+// refundAbandoned gives back what Redis spent for a check that stopped
+// waiting (its deadline passed) and answered without Redis.
+func (l *Limiter) refundAbandoned(o *op) { l.refund(o.cmds) }
 
 // tightest builds an allowed Result whose headline window is the one with
 // the fewest requests remaining.
@@ -476,13 +515,20 @@ func (l *Limiter) markUp() {
 	}
 }
 
-// Run probes a down Redis until ctx ends, so recovery does not wait for
+// Run probes Redis once at start — a Redis that is down from the start is
+// said at once, in the log and /metrics, rather than at the first check —
+// then probes a down Redis until ctx ends, so recovery does not wait for
 // traffic.
 func (l *Limiter) Run(ctx context.Context) error {
 	if l.rdb == nil {
 		<-ctx.Done()
 		return nil
 	}
+	pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout*4)
+	if err := l.rdb.Ping(pctx).Err(); err != nil && ctx.Err() == nil {
+		l.markDown(err)
+	}
+	cancel()
 	t := time.NewTicker(l.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
@@ -507,8 +553,12 @@ func (l *Limiter) Run(ctx context.Context) error {
 
 // Stats returns the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{RedisConfigured: l.rdb != nil, RedisUp: l.rdb != nil && l.up.Load(), RedisErrors: l.errs.Load(),
-		LocalDenials: l.lden.Load(), RedisCalls: l.calls.Load()}
+	st := Stats{RedisConfigured: l.rdb != nil, RedisUp: l.rdb != nil && l.up.Load(), RedisErrors: l.errs.Load(),
+		LocalDenials: l.lden.Load()}
+	if l.pipe != nil {
+		st.RedisCalls, st.RedisRoundTrips = l.pipe.commands.Load(), l.pipe.roundTrips.Load()
+	}
+	return st
 }
 
 // Close releases the Redis client.
@@ -517,6 +567,7 @@ func (l *Limiter) Close() error {
 		l.deny.Close()
 	}
 	if l.rdb != nil {
+		l.pipe.close()
 		return l.rdb.Close()
 	}
 	return nil

@@ -7,37 +7,68 @@ import (
 	"time"
 )
 
-// ValidatePlans checks plans as New does, reporting every problem, each
-// named by its path in the config file (plans.NAME[i].period).
+// ValidatePlans checks plans as Keygate's configuration names them and
+// reports every bad field, each error naming its path the way the
+// configuration file does: `plans.NAME[i].period: …`. The errors are
+// joined (errors.Join) and sorted by text, so a caller that collects
+// field errors of its own can unwrap them (Unwrap() []error) and merge.
+//
+// The rules: at least one plan; a plan name of 1–64 letters, digits, '.',
+// '_', ':' or '-' (it is sent upstream in a header); at least one window
+// per plan; each window's limit at least 1 and at most one request per
+// nanosecond of its period; each period whole seconds, at least 1s, and
+// used by one window of the plan only (a bucket's Redis key is named by
+// its window's period).
 func ValidatePlans(plans map[string][]Window) error {
-	if len(plans) == 0 {
-		return errors.New("plans: at least one plan is required")
-	}
-	names := make([]string, 0, len(plans))
-	for name := range plans {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var errs []error
-	for _, name := range names {
-		ws := plans[name]
-		if len(ws) == 0 {
-			errs = append(errs, fmt.Errorf("plans.%s: needs at least one window", name))
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if len(plans) == 0 {
+		bad("plans", "at least one plan is required")
+	}
+	for name, windows := range plans {
+		if !planName(name) {
+			bad("plans", "plan name %q must be 1–64 letters, digits, '.', '_', ':' or '-'", name)
 		}
-		// One window per period: a bucket's Redis key is named by it.
-		seen := map[time.Duration]bool{}
-		for i, w := range ws {
-			if seen[w.Period] {
-				errs = append(errs, fmt.Errorf("plans.%s[%d].period: %v is already used by another window of the plan", name, i, w.Period))
+		if len(windows) == 0 {
+			bad("plans."+name, "needs at least one window")
+		}
+		periods := map[time.Duration]bool{}
+		for i, w := range windows {
+			if periods[w.Period] {
+				bad(fmt.Sprintf("plans.%s[%d].period", name, i), "%v is already used by another window of the plan", w.Period)
 			}
-			seen[w.Period] = true
+			periods[w.Period] = true
 			if w.Limit < 1 {
-				errs = append(errs, fmt.Errorf("plans.%s[%d].limit: must be at least 1, got %d", name, i, w.Limit))
+				bad(fmt.Sprintf("plans.%s[%d].limit", name, i), "must be at least 1, got %d", w.Limit)
+			} else if w.Period > 0 && int64(w.Limit) > int64(w.Period) {
+				// The in-process GCRA counts in whole nanoseconds per request.
+				bad(fmt.Sprintf("plans.%s[%d].limit", name, i), "at most one request per nanosecond of the period (%d per %v), got %d", int64(w.Period), w.Period, w.Limit)
 			}
 			if w.Period < time.Second || w.Period%time.Second != 0 {
-				errs = append(errs, fmt.Errorf("plans.%s[%d].period: must be whole seconds, at least 1s, got %v", name, i, w.Period))
+				bad(fmt.Sprintf("plans.%s[%d].period", name, i), "must be whole seconds, at least 1s, got %v", w.Period)
 			}
 		}
 	}
+	if len(errs) == 0 {
+		return nil
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// planName reports whether name is a plan name ValidatePlans accepts.
+func planName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := range len(name) {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -26,6 +26,7 @@ type loadOpts struct {
 	rate        float64 // checks/s, open loop; 0: closed loop, as fast as possible
 	decode      string  // decodeStatus or decodeFull
 	rounds      int     // runs of each server, interleaved
+	work        workload
 }
 
 // How the client encodes requests and reads responses (see wire.go).
@@ -41,16 +42,22 @@ type measured struct {
 	errors   uint64 // gRPC errors
 	elapsed  time.Duration
 	cpu      time.Duration // user+sys of the whole process
+	redisCPU time.Duration // user+sys of the Redis server
+	stats    serverStats   // the server's counters' growth
 	mallocs  uint64        // heap allocations of the whole process
 	lat      hist
 	firstErr error
+	// scheduled is, at a fixed rate, how many checks the schedule called
+	// for from the start of the warmup to the end of the measured
+	// interval: no more can have been measured.
+	scheduled uint64
 }
 
 // checkRequest is the CheckRequest Envoy's ext_authz filter sends for
 // GET /api/v1/patients/p1 with a bearer key (the fields cmd/keygate's
 // buildCheckRequest fills), with the route's scope in context_extensions.
-func checkRequest(key string, worker int) *authv3.CheckRequest {
-	id := fmt.Sprintf("bench-%d", worker)
+func checkRequest(key string, n int) *authv3.CheckRequest {
+	id := fmt.Sprintf("bench-%d", n)
 	const path = "/api/v1/patients/p1"
 	h := map[string]string{
 		":method": "GET", ":path": path, ":authority": "api.example.com", ":scheme": "http",
@@ -89,10 +96,51 @@ const (
 	phaseStop
 )
 
-// drive sends the load to addr: a warmup, then the measured interval.
-// onMeasure, if set, runs as the measured interval starts and its result
-// runs as it ends (profiling).
-func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() func()) (*measured, error) {
+// requestSet is one CheckRequest per key, built (and in -decode status
+// encoded) once and shared read-only by the workers.
+type requestSet struct {
+	msgs []*authv3.CheckRequest
+	raw  []rawMessage
+}
+
+// newRequests builds the requests for keys; none means one request
+// without a key (the no-op servers).
+func newRequests(keys []string, decode string) (requestSet, error) {
+	if len(keys) == 0 {
+		keys = []string{""}
+	}
+	var rs requestSet
+	for i, k := range keys {
+		req := checkRequest(k, i)
+		rs.msgs = append(rs.msgs, req)
+		if decode == decodeStatus {
+			raw, err := encodeRequest(req)
+			if err != nil {
+				return rs, err
+			}
+			rs.raw = append(rs.raw, raw)
+		}
+	}
+	return rs, nil
+}
+
+// probes are read at both ends of the measured interval.
+type probes struct {
+	// onMeasure runs as the interval starts, and what it returns as the
+	// interval ends (profiling).
+	onMeasure func() func()
+	redisCPU  func() (time.Duration, error) // the Redis server's CPU time
+	stats     func() serverStats            // the server's counters
+}
+
+// drive sends the load to addr: a warmup, then the measured interval. Each
+// check carries one of keys, picked by the workload. Each probe that is
+// set is read at both ends of the measured interval.
+func drive(ctx context.Context, addr string, keys []string, o loadOpts, p probes) (*measured, error) {
+	reqs, err := newRequests(keys, o.decode)
+	if err != nil {
+		return nil, err
+	}
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if o.decode == decodeStatus {
 		codec, err := newClientCodec()
@@ -111,7 +159,7 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 		c := authv3.NewAuthorizationClient(cc)
 		// Connect each client, and check the server allows the request.
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := c.Check(cctx, checkRequest(key, -1))
+		resp, err := c.Check(cctx, reqs.msgs[0])
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("first check: %w", err)
@@ -136,9 +184,10 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 	for w := range o.concurrency {
 		res := &workerResult{}
 		results[w] = res
-		send, err := sender(conns[w%len(conns)], checkRequest(key, w), o.decode)
-		if err != nil {
-			return nil, err
+		send := sender(conns[w%len(conns)], reqs, o.decode)
+		pick := o.work.picker(w)
+		if len(keys) <= 1 {
+			pick = func() int { return 0 }
 		}
 		wg.Add(1)
 		go func() {
@@ -176,7 +225,7 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 				if phase.Load() == phaseStop {
 					return
 				}
-				allowed, err := send(ctx)
+				allowed, err := send(ctx, pick())
 				lat := time.Since(t0)
 				switch phase.Load() {
 				case phaseStop:
@@ -212,16 +261,35 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 		return nil, err
 	}
 	var after func()
-	if onMeasure != nil {
-		after = onMeasure()
+	if p.onMeasure != nil {
+		after = p.onMeasure()
+	}
+	var r0, r1 time.Duration
+	if p.redisCPU != nil {
+		if r0, err = p.redisCPU(); err != nil {
+			return nil, fmt.Errorf("reading Redis's CPU time: %w", err)
+		}
+	}
+	var s0, s1 serverStats
+	if p.stats != nil {
+		s0 = p.stats()
 	}
 	m0, c0 := mallocs(), cpuTime()
 	t0 := time.Now()
 	phase.Store(phaseMeasure)
-	err := sleep(o.duration)
+	err = sleep(o.duration)
 	phase.Store(phaseStop)
-	elapsed := time.Since(t0)
+	end := time.Now()
+	elapsed := end.Sub(t0)
 	c1, m1 := cpuTime(), mallocs()
+	if p.stats != nil {
+		s1 = p.stats()
+	}
+	if p.redisCPU != nil && err == nil {
+		if r1, err = p.redisCPU(); err != nil {
+			return nil, fmt.Errorf("reading Redis's CPU time: %w", err)
+		}
+	}
 	if after != nil {
 		after()
 	}
@@ -230,7 +298,14 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 	if err != nil {
 		return nil, err
 	}
-	m := &measured{elapsed: elapsed, cpu: c1 - c0, mallocs: m1 - m0}
+	m := &measured{elapsed: elapsed, cpu: c1 - c0, redisCPU: r1 - r0, mallocs: m1 - m0, stats: serverStats{
+		RedisCalls: s1.RedisCalls - s0.RedisCalls, RedisRoundTrips: s1.RedisRoundTrips - s0.RedisRoundTrips,
+		RedisErrors: s1.RedisErrors - s0.RedisErrors, CacheHits: s1.CacheHits - s0.CacheHits, CacheMisses: s1.CacheMisses - s0.CacheMisses,
+	}}
+	if o.rate > 0 {
+		// Check k (from 0) is due at start + k/rate.
+		m.scheduled = uint64(o.rate*end.Sub(start).Seconds()) + 1
+	}
 	for _, r := range results {
 		m.lat.merge(&r.lat)
 		m.checks += r.ok
@@ -243,23 +318,19 @@ func drive(ctx context.Context, addr, key string, o loadOpts, onMeasure func() f
 	return m, nil
 }
 
-// sender returns a worker's way of sending req on cc and telling whether
-// it was allowed, in the decode mode asked for.
-func sender(cc *grpc.ClientConn, req *authv3.CheckRequest, decode string) (func(context.Context) (bool, error), error) {
+// sender returns a worker's way of sending request i of reqs on cc and
+// telling whether it was allowed, in the decode mode asked for.
+func sender(cc *grpc.ClientConn, reqs requestSet, decode string) func(context.Context, int) (bool, error) {
 	if decode == decodeFull {
 		client := authv3.NewAuthorizationClient(cc)
-		return func(ctx context.Context) (bool, error) {
-			resp, err := client.Check(ctx, req)
+		return func(ctx context.Context, i int) (bool, error) {
+			resp, err := client.Check(ctx, reqs.msgs[i])
 			return resp.GetOkResponse() != nil, err
-		}, nil
-	}
-	raw, err := encodeRequest(req)
-	if err != nil {
-		return nil, err
+		}
 	}
 	var ans answer
-	return func(ctx context.Context) (bool, error) {
-		err := cc.Invoke(ctx, authv3.Authorization_Check_FullMethodName, raw, &ans)
+	return func(ctx context.Context, i int) (bool, error) {
+		err := cc.Invoke(ctx, authv3.Authorization_Check_FullMethodName, reqs.raw[i], &ans)
 		return ans.allowed && ans.grpcCode == 0, err
-	}, nil
+	}
 }

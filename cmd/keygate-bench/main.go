@@ -9,6 +9,8 @@
 //	go run ./cmd/keygate-bench                   # closed loop, as fast as possible
 //	go run ./cmd/keygate-bench -rate 5000        # open loop at 5,000 checks/s
 //	go run ./cmd/keygate-bench -profile /tmp/kg  # pprof of the in-process run
+//	go run ./cmd/keygate-bench -workload uniform -windows 2 -redis-private
+//	                                             # 10,000 keys, two windows, Redis's CPU counted
 package main
 
 import (
@@ -63,26 +65,36 @@ var labels = map[string]string{
 
 // Result is one server's row.
 type Result struct {
-	Server      string  `json:"server"`
-	Label       string  `json:"label"`
-	Skipped     string  `json:"skipped,omitempty"` // why there are no numbers
-	Checks      uint64  `json:"checks"`
-	Denied      uint64  `json:"denied"`
-	Errors      uint64  `json:"errors"`
-	Seconds     float64 `json:"seconds"`
-	RPS         float64 `json:"requests_per_second"`
-	P50us       float64 `json:"p50_us"`
-	P99us       float64 `json:"p99_us"`
-	P999us      float64 `json:"p99_9_us"`
-	MaxUs       float64 `json:"max_us"`
-	CPUPer10k   float64 `json:"cpu_seconds_per_10k_checks"`
-	AllocsPer   float64 `json:"allocs_per_check"`
-	RPSRatio    float64 `json:"rps_ratio_to_noop,omitempty"`
-	P99Ratio    float64 `json:"p99_ratio_to_noop,omitempty"`
+	Server    string  `json:"server"`
+	Label     string  `json:"label"`
+	Skipped   string  `json:"skipped,omitempty"` // why there are no numbers
+	Checks    uint64  `json:"checks"`
+	Denied    uint64  `json:"denied"`
+	Errors    uint64  `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	RPS       float64 `json:"requests_per_second"`
+	P50us     float64 `json:"p50_us"`
+	P99us     float64 `json:"p99_us"`
+	P999us    float64 `json:"p99_9_us"`
+	MaxUs     float64 `json:"max_us"`
+	CPUPer10k float64 `json:"cpu_seconds_per_10k_checks"` // this process's alone
+	// CPUus is CPU per check in µs, this process's and the Redis
+	// server's together; RedisCPUus is the Redis server's part.
+	CPUus      float64 `json:"cpu_us_per_check"`
+	RedisCPUus float64 `json:"redis_cpu_us_per_check"`
+	AllocsPer  float64 `json:"allocs_per_check"`
+	RPSRatio   float64 `json:"rps_ratio_to_noop,omitempty"`
+	P99Ratio   float64 `json:"p99_ratio_to_noop,omitempty"`
+	// CPURatio is the Redis row's CPUus over the in-process row's.
+	CPURatio    float64 `json:"cpu_ratio_to_inproc,omitempty"`
 	RedisPer    float64 `json:"redis_calls_per_check,omitempty"`
+	TripsPer    float64 `json:"redis_round_trips_per_check,omitempty"`
 	RedisErrors uint64  `json:"redis_errors,omitempty"`
 	CacheMisses uint64  `json:"cache_misses,omitempty"`
-	FirstError  string  `json:"first_error,omitempty"`
+	// Scheduled is, at a fixed rate, how many checks the schedule called
+	// for up to the end of the measured intervals: no more can be sent.
+	Scheduled  uint64 `json:"scheduled,omitempty"`
+	FirstError string `json:"first_error,omitempty"`
 	// ByRound holds each round's figures; the fields above are their
 	// medians (sums for the counts).
 	ByRound      []Round `json:"by_round,omitempty"`
@@ -95,6 +107,7 @@ type Round struct {
 	P99us    float64 `json:"p99_us"`
 	RPSRatio float64 `json:"rps_ratio_to_noop,omitempty"`
 	P99Ratio float64 `json:"p99_ratio_to_noop,omitempty"`
+	CPURatio float64 `json:"cpu_ratio_to_inproc,omitempty"`
 }
 
 // Report is the -json output.
@@ -105,6 +118,7 @@ type Report struct {
 	Conns       int      `json:"conns"`
 	Rounds      int      `json:"rounds"`
 	Decode      string   `json:"decode"`
+	Workload    string   `json:"workload"`
 	Duration    string   `json:"duration"`
 	Warmup      string   `json:"warmup"`
 	GOMAXPROCS  int      `json:"gomaxprocs"`
@@ -126,6 +140,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	fs.Float64Var(&o.rate, "rate", 0, "fixed rate in checks/s (open loop, latency from the scheduled send time); 0: as fast as possible")
 	fs.StringVar(&o.decode, "decode", decodeStatus, "how the client handles messages: status (each worker's request encoded once; of each response, the codes read and the rest stepped over, so the client costs the same whatever the server answers) or full (protobuf-go both ways on every call)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379/0", "Redis for the Redis-limits server")
+	redisPrivate := fs.Bool("redis-private", false, "start a redis-server of this run's own (redis-server on PATH) instead of -redis, so that the Redis CPU counted is the run's alone")
+	fs.StringVar(&o.work.name, "workload", workloadOne, "which keys the checks carry: "+workloadOne+" (one key), "+workloadUniform+" (-keys keys, each as likely) or "+workloadZipf+" (-keys keys, Zipf-distributed)")
+	fs.IntVar(&o.work.keys, "keys", 10_000, "keys of the "+workloadUniform+" and "+workloadZipf+" workloads")
+	fs.Float64Var(&o.work.zipfS, "zipf-s", 1.1, "exponent of the "+workloadZipf+" workload (> 1; larger: fewer keys take more of the checks)")
+	fs.IntVar(&o.work.windows, "windows", 1, "windows of the keys' plan: 1 (an hour) or 2 (an hour and a day)")
 	requireRedis := fs.Bool("require-redis", false, "fail if Redis is unreachable (otherwise its row says so)")
 	servers := fs.String("servers", allServers, "which servers to run, in order, of "+knownServers+"; ratios are to the first if it is noop")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
@@ -140,6 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 	if o.decode != decodeStatus && o.decode != decodeFull {
 		return nil, fmt.Errorf("-decode: %q is neither %s nor %s", o.decode, decodeStatus, decodeFull)
+	}
+	if err := o.work.validate(); err != nil {
+		return nil, err
 	}
 	if o.concurrency < 1 || o.conns < 1 || o.rounds < 1 || o.duration <= 0 || o.warmup < 0 || o.rate < 0 {
 		return nil, errors.New("-concurrency, -conns and -rounds must be ≥ 1, -duration > 0, -warmup and -rate ≥ 0")
@@ -171,7 +193,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 
 	results, err := measureAll(ctx, which, o, benchOpts{
-		rounds: o.rounds, redisURL: *redisURL, log: logW,
+		rounds: o.rounds, redisURL: *redisURL, redisPrivate: *redisPrivate, log: logW,
 		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr,
 	})
 	if err != nil {
@@ -179,7 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 
 	rep := Report{
-		Mode: "closed-loop", Rate: o.rate, Concurrency: o.concurrency, Conns: o.conns, Rounds: o.rounds, Decode: o.decode,
+		Mode: "closed-loop", Rate: o.rate, Concurrency: o.concurrency, Conns: o.conns, Rounds: o.rounds, Decode: o.decode, Workload: o.work.String(),
 		Duration: o.duration.String(), Warmup: o.warmup.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
 		Results: results, Notes: notes(o, results),
@@ -212,8 +234,11 @@ func fill(r *Result, m *measured) {
 	r.RPS = float64(n) / m.elapsed.Seconds()
 	r.P50us, r.P99us, r.P999us = us(m.lat.quantile(0.5)), us(m.lat.quantile(0.99)), us(m.lat.quantile(0.999))
 	r.MaxUs = us(time.Duration(m.lat.max))
+	r.Scheduled = m.scheduled
 	if n > 0 {
 		r.CPUPer10k = m.cpu.Seconds() / float64(n) * 10_000
+		r.CPUus = us(m.cpu+m.redisCPU) / float64(n)
+		r.RedisCPUus = us(m.redisCPU) / float64(n)
 		r.AllocsPer = float64(m.mallocs) / float64(n)
 	}
 	if m.firstErr != nil {
@@ -223,7 +248,8 @@ func fill(r *Result, m *measured) {
 
 func notes(o loadOpts, results []Result) []string {
 	ns := []string{
-		fmt.Sprintf("the load generator runs in this process on the same machine (%d CPUs, GOMAXPROCS %d): CPU s/10k and allocs/check are the whole process's (client + server), not Keygate's alone", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
+		fmt.Sprintf("the load generator runs in this process on the same machine (%d CPUs, GOMAXPROCS %d): CPU/check and allocs/check are the whole process's (client + server), not Keygate's alone", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
+		"workload: " + o.work.String() + "; every check is allowed",
 		fmt.Sprintf("servers run in turn on loopback gRPC, each run after a GC, %d round(s); each row is the median of its rounds, each ratio the median of the ratios to the no-op run of the same round", o.rounds),
 		"Keygate logs every decision at info in JSON (to -log, default discarded after formatting), keeps metrics and last_used_at as `keygate serve` does",
 	}
@@ -253,7 +279,17 @@ func notes(o loadOpts, results []Result) []string {
 			ns = append(ns, fmt.Sprintf("%s by round: rps vs no-op %s; p99 vs no-op %s", r.Label, strings.Join(rps, " "), strings.Join(p99, " ")))
 		}
 		if r.Server == srvRedis && r.Skipped == "" {
-			ns = append(ns, fmt.Sprintf("%s: %.2f Redis calls per check, %d Redis errors", r.Label, r.RedisPer, r.RedisErrors))
+			ns = append(ns, fmt.Sprintf("%s: %.2f Redis commands and %.3f round trips per check, %d Redis errors", r.Label, r.RedisPer, r.TripsPer, r.RedisErrors))
+			if r.RedisCPUus > 0 {
+				ns = append(ns, fmt.Sprintf("%s: CPU/check includes the Redis server's, %.1f µs of it (INFO cpu before and after each measured interval; a shared Redis counts its other clients' work too: -redis-private starts one for the run)", r.Label, r.RedisCPUus))
+			}
+			if len(r.ByRound) > 1 && r.CPURatio > 0 {
+				var cpu []string
+				for _, rd := range r.ByRound {
+					cpu = append(cpu, fmt.Sprintf("%.2f×", rd.CPURatio))
+				}
+				ns = append(ns, fmt.Sprintf("%s by round: CPU/check vs in-process %s", r.Label, strings.Join(cpu, " ")))
+			}
 		}
 		if r.CacheMisses > 0 {
 			ns = append(ns, fmt.Sprintf("%s: %d key cache misses during the measured interval", r.Label, r.CacheMisses))
@@ -280,7 +316,8 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "closed loop, %d workers, %d conns, %d round(s) of %s per server (+%s warmup)\n\n", rep.Concurrency, rep.Conns, rep.Rounds, rep.Duration, rep.Warmup)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\trequests/s\tp50\tp99\tp99.9\tCPU s/10k checks\tallocs/check\trps vs no-op\tp99 vs no-op\t")
+	fmt.Fprintf(w, "workload: %s\n\n", rep.Workload)
+	fmt.Fprintln(tw, "server\trequests/s\tp50\tp99\tp99.9\tCPU µs/check\tof it Redis\tallocs/check\trps vs no-op\tp99 vs no-op\tCPU vs in-process\t")
 	ratio := func(v float64) string {
 		if v == 0 {
 			return "-"
@@ -289,11 +326,11 @@ func printTable(w io.Writer, rep Report) {
 	}
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\n", r.Label, r.Skipped)
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\t\t\t\n", r.Label, r.Skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.3f\t%.1f\t%s\t%s\t\n", r.Label, r.RPS,
-			fmtUs(r.P50us), fmtUs(r.P99us), fmtUs(r.P999us), r.CPUPer10k, r.AllocsPer, ratio(r.RPSRatio), ratio(r.P99Ratio))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t\n", r.Label, r.RPS,
+			fmtUs(r.P50us), fmtUs(r.P99us), fmtUs(r.P999us), r.CPUus, r.RedisCPUus, r.AllocsPer, ratio(r.RPSRatio), ratio(r.P99Ratio), ratio(r.CPURatio))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

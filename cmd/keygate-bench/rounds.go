@@ -15,6 +15,7 @@ import (
 type benchOpts struct {
 	rounds        int
 	redisURL      string
+	redisPrivate  bool      // start a redis-server of the run's own
 	log           io.Writer // Keygate's decision log
 	profileDir    string    // "": no profiles
 	profileServer string
@@ -37,6 +38,36 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 		}
 	}()
 	runID := fmt.Sprintf("keygate-bench:%d:%d:", os.Getpid(), time.Now().UnixNano())
+	if b.redisPrivate && slices.Contains(which, srvRedis) {
+		url, stop, err := startPrivateRedis(ctx)
+		if err != nil {
+			return results, err
+		}
+		defer stop()
+		b.redisURL = url
+	}
+	// Redis's CPU is counted in every row, so the rows stay comparable
+	// (with a private Redis only the Redis row moves it).
+	var redisCPU func() (time.Duration, error)
+	if slices.Contains(which, srvRedis) && redisReachable(ctx, b.redisURL) == nil {
+		read, closeReader, err := redisCPUReader(b.redisURL)
+		if err != nil {
+			return results, err
+		}
+		defer closeReader()
+		if _, err := read(); err == nil {
+			redisCPU = read
+		}
+	}
+	var seeded *keyDB
+	if slices.Contains(which, srvInProc) || slices.Contains(which, srvRedis) {
+		fmt.Fprintf(b.stderr, "keygate-bench: seeding %d key(s)…\n", o.work.keyCount())
+		var err error
+		if seeded, err = seedKeyDB(ctx, o.work); err != nil {
+			return results, err
+		}
+		defer seeded.remove()
+	}
 	for i, name := range which {
 		results[i] = Result{Server: name, Label: labels[name]}
 		var err error
@@ -46,7 +77,7 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 		case srvNoopRaw:
 			servers[i], err = startNoopRaw()
 		case srvInProc:
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log})
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, work: o.work, keys: seeded})
 		case srvRedis:
 			if perr := redisReachable(ctx, b.redisURL); perr != nil {
 				results[i].Skipped = "redis unreachable"
@@ -54,10 +85,15 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 				results[i].redisSkipped = true
 				continue
 			}
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID})
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID, work: o.work, keys: seeded})
 		}
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", results[i].Label, err)
+		}
+		if (name == srvNoop || name == srvNoopRaw) && seeded != nil {
+			// The same requests to every server: the client's cost (a
+			// request per key to read from memory) stays out of the ratios.
+			servers[i].keys = seeded.keys
 		}
 	}
 
@@ -73,18 +109,17 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 			if round == 1 && which[i] == b.profileServer && b.profileDir != "" {
 				onMeasure = profiler(b.profileDir, b.stderr)
 			}
-			s0 := srv.stats()
-			m, err := drive(ctx, srv.addr, srv.key, o, onMeasure)
-			s1 := srv.stats()
+			m, err := drive(ctx, srv.addr, srv.keys, o, probes{onMeasure: onMeasure, redisCPU: redisCPU, stats: srv.stats})
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", r.Label, err)
 			}
 			fill(&r, m)
 			if n := m.checks + m.notOK; n > 0 {
-				r.RedisPer = float64(s1.RedisCalls-s0.RedisCalls) / float64(n)
+				r.RedisPer = float64(m.stats.RedisCalls) / float64(n)
+				r.TripsPer = float64(m.stats.RedisRoundTrips) / float64(n)
 			}
-			r.RedisErrors = s1.RedisErrors - s0.RedisErrors
-			r.CacheMisses = s1.CacheMisses - s0.CacheMisses
+			r.RedisErrors = m.stats.RedisErrors
+			r.CacheMisses = m.stats.CacheMisses
 			rounds[i] = append(rounds[i], r)
 			// Each run starts from a clean heap.
 			runtime.GC()
@@ -92,7 +127,7 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 		}
 	}
 
-	noop := -1
+	noop, inproc := -1, slices.Index(which, srvInProc)
 	if len(which) > 0 && which[0] == srvNoop && servers[0] != nil {
 		noop = 0
 	}
@@ -100,18 +135,22 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 		if servers[i] == nil {
 			continue
 		}
-		var base []Result
+		var base, cpuBase []Result
 		if noop >= 0 && i != noop {
 			base = rounds[noop]
 		}
-		combine(&results[i], rounds[i], base)
+		if which[i] == srvRedis && inproc >= 0 && servers[inproc] != nil {
+			cpuBase = rounds[inproc]
+		}
+		combine(&results[i], rounds[i], base, cpuBase)
 	}
 	return results, nil
 }
 
 // combine sets r to the medians of its rounds (counts summed, max the
-// largest), with each round's ratios to the no-op run of the same round.
-func combine(r *Result, rounds, noop []Result) {
+// largest), with each round's ratios to the no-op run of the same round
+// and, given inproc, its CPU per check to the in-process run's.
+func combine(r *Result, rounds, noop, inproc []Result) {
 	median := func(f func(Result) float64) float64 {
 		vs := make([]float64, len(rounds))
 		for i, x := range rounds {
@@ -125,6 +164,7 @@ func combine(r *Result, rounds, noop []Result) {
 		r.Errors += x.Errors
 		r.Seconds += x.Seconds
 		r.RedisErrors += x.RedisErrors
+		r.Scheduled += x.Scheduled
 		r.CacheMisses += x.CacheMisses
 		r.MaxUs = max(r.MaxUs, x.MaxUs)
 		if r.FirstError == "" {
@@ -135,6 +175,9 @@ func combine(r *Result, rounds, noop []Result) {
 			rd.RPSRatio = x.RPS / noop[k].RPS
 			rd.P99Ratio = x.P99us / noop[k].P99us
 		}
+		if inproc != nil && inproc[k].CPUus > 0 {
+			rd.CPURatio = x.CPUus / inproc[k].CPUus
+		}
 		r.ByRound = append(r.ByRound, rd)
 	}
 	r.RPS = median(func(x Result) float64 { return x.RPS })
@@ -144,6 +187,16 @@ func combine(r *Result, rounds, noop []Result) {
 	r.CPUPer10k = median(func(x Result) float64 { return x.CPUPer10k })
 	r.AllocsPer = median(func(x Result) float64 { return x.AllocsPer })
 	r.RedisPer = median(func(x Result) float64 { return x.RedisPer })
+	r.TripsPer = median(func(x Result) float64 { return x.TripsPer })
+	r.CPUus = median(func(x Result) float64 { return x.CPUus })
+	r.RedisCPUus = median(func(x Result) float64 { return x.RedisCPUus })
+	if inproc != nil {
+		cpu := make([]float64, len(r.ByRound))
+		for k, rd := range r.ByRound {
+			cpu[k] = rd.CPURatio
+		}
+		r.CPURatio = medianOf(cpu)
+	}
 	if noop != nil {
 		rps := make([]float64, len(r.ByRound))
 		p99 := make([]float64, len(r.ByRound))

@@ -4,32 +4,24 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/redis/go-redis/v9"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 
-	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/keys"
 	kgserver "github.com/keygate/keygate/server"
 )
-
-// benchPlan is the plan of the benchmark key: far too large to deny anything.
-const benchPlan = "bench"
 
 // server is one system under test, listening on loopback.
 type server struct {
 	addr  string
-	key   string // the API key to send ("" for the no-op server)
+	keys  []string // the API keys to send (none for the no-op servers)
 	stats func() serverStats
 	stop  func()
 }
@@ -37,8 +29,8 @@ type server struct {
 // serverStats are counters a Keygate server exposes, read before and after
 // the measured interval.
 type serverStats struct {
-	RedisCalls, RedisErrors uint64
-	CacheHits, CacheMisses  uint64
+	RedisCalls, RedisRoundTrips, RedisErrors uint64
+	CacheHits, CacheMisses                   uint64
 }
 
 // grpcServer builds a gRPC server with the options `keygate serve` uses
@@ -152,12 +144,14 @@ type keygateOpts struct {
 	redisURL  string // "" for in-process limits
 	keyPrefix string // Redis key prefix, unique per run
 	log       io.Writer
+	work      workload // the keys' plan
+	keys      *keyDB   // the seeded key database each server starts from a copy of
 }
 
 // startKeygate runs Keygate as `keygate serve` does (server.New, Run)
-// over a temporary SQLite database holding one key, on loopback ports,
+// over a temporary SQLite database, a copy of o.keys, on loopback ports,
 // and returns once it reports ready. Only what a benchmark must change is
-// changed from the defaults: the database, the plan of the key (far too
+// changed from the defaults: the database, the plan of the keys (far too
 // large to deny anything) and the Redis settings.
 func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	var cleanups []func()
@@ -177,21 +171,18 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 
-	cfg := config.Default()
+	dbFile, err := o.keys.copyTo(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg := o.work.config(dbFile)
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Database.URL = "sqlite:" + filepath.Join(dir, "k.db")
-	cfg.Database.Pepper = "keygate-bench-pepper"
-	cfg.Plans[benchPlan] = []config.Window{{Limit: 1_000_000_000, Period: time.Hour}}
 	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
 	// Decisions are logged at info as in production, in JSON, to o.log
 	// (io.Discard by default): the formatting cost stays, the terminal's
 	// does not.
 	log := kgserver.NewLogger(config.Log{Level: "info", Format: "json"}, o.log)
 
-	key, err := seedKey(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
 	srv, err := kgserver.New(cfg, log)
 	if err != nil {
 		return nil, err
@@ -210,33 +201,13 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, err
 	}
 	return &server{
-		addr: grpcAddr.String(), key: key, stop: cleanup,
+		addr: grpcAddr.String(), keys: o.keys.keys, stop: cleanup,
 		stats: func() serverStats {
 			st := srv.Stats()
-			return serverStats{RedisCalls: st.Limits.RedisCalls, RedisErrors: st.Limits.RedisErrors, CacheHits: st.Cache.Hits, CacheMisses: st.Cache.Misses}
+			return serverStats{RedisCalls: st.Limits.RedisCalls, RedisRoundTrips: st.Limits.RedisRoundTrips, RedisErrors: st.Limits.RedisErrors,
+				CacheHits: st.Cache.Hits, CacheMisses: st.Cache.Misses}
 		},
 	}, nil
-}
-
-// seedKey creates the database and the benchmark's key through the same
-// lifecycle service the CLI and the admin API use.
-func seedKey(ctx context.Context, cfg config.Config, log *slog.Logger) (string, error) {
-	db, err := kgserver.OpenDB(ctx, cfg, log, true)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	svc, err := kgserver.NewAdmin(cfg, db)
-	if err != nil {
-		return "", err
-	}
-	created, err := svc.Create(ctx, admin.CreateRequest{
-		Tenant: "acme", Name: "bench", Env: keys.EnvLive, Scopes: []string{"patients:read"}, Plan: benchPlan,
-	})
-	if err != nil {
-		return "", fmt.Errorf("creating the bench key: %w", err)
-	}
-	return created.Key, nil
 }
 
 // waitReady polls a /readyz URL until it answers 200, as an orchestrator
@@ -258,18 +229,4 @@ func waitReady(ctx context.Context, url string, within time.Duration) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-}
-
-// redisReachable pings the Redis at url.
-func redisReachable(ctx context.Context, url string) error {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return err
-	}
-	opt.MaxRetries = -1 // one attempt: a refused connection answers at once
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return c.Ping(ctx).Err()
 }

@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/server"
 )
@@ -266,16 +270,25 @@ func TestServeAndCheckCommand(t *testing.T) {
 
 func waitReady(t *testing.T, grpcAddr string) {
 	t.Helper()
+	// Serving is not ready: a Check answered before the cache has loaded
+	// goes to the database. Ready is what gRPC health says, as Envoy's
+	// health checks see it.
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var out bytes.Buffer
-		err := run(context.Background(), []string{"check", "--addr", grpcAddr, "--timeout", "200ms"}, env{stdout: &out, stderr: io.Discard, lookup: func(string) (string, bool) { return "", false }})
-		var ee *exitError
-		if err == nil || errors.As(err, &ee) && ee.code == 1 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server at %s not answering: %v", grpcAddr, err)
+			t.Fatalf("server at %s not ready: %v %v", grpcAddr, resp.GetStatus(), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
