@@ -2,8 +2,13 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/keys"
 )
 
 // The outbox's statements, in both dialects; dialectSQL holds the few
@@ -117,4 +122,69 @@ func scanSQLiteDelivery(row rowScanner) (Delivery, error) {
 		return Delivery{}, err
 	}
 	return d, decodeEvent(e, []byte(subject), []byte(details))
+}
+
+// eventSubject is how an event's key or grant is stored: every field of
+// the record but its hash.
+type eventSubject struct {
+	Key   *subjectKey `json:"key,omitempty"`
+	Grant *keys.Grant `json:"grant,omitempty"`
+}
+
+type subjectKey struct {
+	ID         string    `json:"id"`
+	Prefix     string    `json:"prefix"`
+	Last4      string    `json:"last4"`
+	Tenant     string    `json:"tenant"`
+	Name       string    `json:"name"`
+	Env        keys.Env  `json:"env"`
+	Scopes     []string  `json:"scopes"`
+	Plan       string    `json:"plan"`
+	Lineage    string    `json:"lineage"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	RevokedAt  time.Time `json:"revoked_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	RolledAt   time.Time `json:"rolled_at"`
+	ReplacedBy string    `json:"replaced_by"`
+	Imported   bool      `json:"imported"`
+	Version    int64     `json:"version"`
+}
+
+func encodeSubject(k *keys.Record, g *keys.Grant) (string, error) {
+	var s eventSubject
+	if k != nil {
+		s.Key = &subjectKey{ID: k.ID, Prefix: k.Prefix, Last4: k.Last4, Tenant: k.Tenant, Name: k.Name, Env: k.Env,
+			Scopes: scopesOrEmpty(k.Scopes), Plan: k.Plan, Lineage: k.Lineage, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+			RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt, RolledAt: k.RolledAt, ReplacedBy: k.ReplacedBy,
+			Imported: k.Imported, Version: k.Version}
+	}
+	s.Grant = g
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+func decodeSubject(b []byte, e *Event) error {
+	if len(b) == 0 {
+		return nil
+	}
+	var s eventSubject
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("event %s subject: %w", e.ID, err)
+	}
+	if k := s.Key; k != nil {
+		e.Key = &keys.Record{ID: k.ID, Prefix: k.Prefix, Last4: k.Last4, Tenant: k.Tenant, Name: k.Name, Env: k.Env,
+			Scopes: scopesOrEmpty(k.Scopes), Plan: k.Plan, Lineage: k.Lineage, CreatedAt: k.CreatedAt.UTC(),
+			ExpiresAt: utcOrZero(k.ExpiresAt), RevokedAt: utcOrZero(k.RevokedAt), LastUsedAt: utcOrZero(k.LastUsedAt),
+			RolledAt: utcOrZero(k.RolledAt), ReplacedBy: k.ReplacedBy, Imported: k.Imported, Version: k.Version}
+	}
+	e.Grant = s.Grant
+	return nil
+}
+
+func utcOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
 }
