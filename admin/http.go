@@ -58,6 +58,7 @@ func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error
 	h.mux.HandleFunc("POST /admin/v1/grants", h.setGrant)
 	h.mux.HandleFunc("PUT /admin/v1/grants/{tenant}/{org}", h.setGrant)
 	h.mux.HandleFunc("DELETE /admin/v1/grants/{tenant}/{org}", h.revokeGrant)
+	h.mux.HandleFunc("POST /admin/v1/portal/sessions", h.openPortalSession)
 	h.mux.HandleFunc(apiPrefix, h.noRoute)
 	return h, nil
 }
