@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,8 +77,9 @@ func (p *site) list(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	now := time.Now()
 	d := listData{CanCreate: !v.Console && admin.CallerOf(r.Context()).Can(admin.PermKeysCreate), More: next != "", Tenant: tenant, FilterPath: "/"}
-	for i := len(rs) - 1; i >= 0; i-- { // newest first
-		d.Keys = append(d.Keys, rowOf(rs[i], now))
+	slices.SortStableFunc(rs, func(a, b keys.Record) int { return b.CreatedAt.Compare(a.CreatedAt) }) // newest first
+	for _, rec := range rs {
+		d.Keys = append(d.Keys, rowOf(rec, now))
 	}
 	v.Title, v.Data = "API keys", d
 	p.pages.render(w, p.log, http.StatusOK, "keys", v)
