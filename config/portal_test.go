@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -32,6 +33,25 @@ func TestPortalFields(t *testing.T) {
 		_, err := Load(writeFile(t, c.file), envOf(nil))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestProfilesBrandThePortal: each shipped profile names its portal and
+// gives it its color.
+func TestProfilesBrandThePortal(t *testing.T) {
+	def := Default().Portal
+	files, _ := filepath.Glob(filepath.Join("..", "deploy", "profiles", "*.yaml"))
+	if len(files) != 5 {
+		t.Fatalf("%d profiles, want 5", len(files))
+	}
+	for _, f := range files {
+		cfg, err := Load(f, envOf(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if p := cfg.Portal; p.Title == def.Title || p.AccentColor == def.AccentColor || !strings.HasSuffix(p.Title, "API keys") {
+			t.Errorf("%s: portal %q %q, want its own title and color", f, p.Title, p.AccentColor)
 		}
 	}
 }
