@@ -32,6 +32,7 @@ import (
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/tracing"
 )
 
 // Server is one Keygate process's server. New validates and builds what
@@ -44,6 +45,7 @@ type Server struct {
 	hasher  *keys.Hasher
 	policy  *policy.Policy
 	events  events.Config // with its endpoints' secrets read
+	tracing *tracing.Tracing
 
 	ready chan struct{} // closed once both listeners are bound
 	mu    sync.Mutex    // guards what Run sets for the accessors
@@ -75,8 +77,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	tr, err := newTracing(log)
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
-		cfg: cfg, log: log, formats: formats, policy: pol, events: ev,
+		cfg: cfg, log: log, formats: formats, policy: pol, events: ev, tracing: tr,
 		hasher: keys.NewHasher([]byte(cfg.Database.Pepper)),
 		ready:  make(chan struct{}),
 	}, nil
@@ -132,6 +138,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	if err := s.startTracing(ctx); err != nil {
+		return err
+	}
+	defer s.flushTraces(ctx)
 	p, err := s.build(db)
 	if err != nil {
 		return err
@@ -249,6 +259,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil
 	}
+	s.flushTraces(ctx)
 	log.Info("keygate stopped")
 	return err
 }
