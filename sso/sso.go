@@ -294,6 +294,12 @@ func (p *Provider) identity(subject string, claims map[string]any) (Identity, er
 		id.Name = stringClaim(claims, "preferred_username")
 	}
 	groups, ok := claimValues(claims, p.cfg.RolesClaim)
+	if p.cfg.RolesClaim == "email" { // mapping people by address: only a verified one
+		groups, ok = nil, id.Email != ""
+		if ok {
+			groups = []string{id.Email}
+		}
+	}
 	id.Groups = groups
 	role, mapped := mapRole(p.cfg.Roles, groups)
 	switch {

@@ -32,7 +32,7 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-var testRoles = map[admin.Role][]string{admin.RoleAdmin: {"keygate-admins"}, admin.RoleViewer: {"keygate-viewers", "sre"}}
+var testRoles = map[admin.Role][]string{admin.RoleAdmin: {"keygate-admins"}, admin.RoleViewer: {"keygate-viewers", "sre", "jane@example.com"}}
 
 func newTestProvider(t *testing.T, issuer string, edit func(*Config)) (*Provider, *clock) {
 	t.Helper()
@@ -116,6 +116,8 @@ func TestFinish(t *testing.T) {
 		{name: "email and groups from userinfo", claims: map[string]any{"sub": "u-1"}, info: map[string]any{"email": "jane@example.com", "preferred_username": "jane", "groups": []string{"sre"}},
 			wantID: Identity{Subject: "u-1", Email: "jane@example.com", Name: "jane", Groups: []string{"sre"}, Role: admin.RoleViewer}},
 		{name: "unverified email is not the actor", claims: with("email_verified", false), wantID: Identity{Subject: "u-1", Name: "Jane Doe", Groups: []string{"staff", "keygate-admins"}, Role: admin.RoleAdmin}},
+		{name: "people by email", roles: "email", claims: user, wantID: Identity{Subject: "u-1", Email: "jane@example.com", Name: "Jane Doe", Groups: []string{"jane@example.com"}, Role: admin.RoleViewer}},
+		{name: "people by unverified email", roles: "email", claims: with("email_verified", "false"), want: ErrNoRole},
 		{name: "no mapped group", claims: with("groups", []string{"staff"}), want: ErrNoRole},
 		{name: "no groups claim", claims: with("groups", nil), want: ErrNoRole},
 		{name: "wrong audience", claims: user, tweak: func(c map[string]any) { c["aud"] = "someone-else" }, want: ErrToken},
