@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/keygate/keygate/sso/ssotest"
 )
 
 // chromiumPath is Debian's Chromium, which .ci/run installs.
@@ -74,7 +76,7 @@ func TestProviderBrowser(t *testing.T) {
 			if err == nil {
 				err = chromedp.Do(tab,
 					chromedp.SendKeys(chromedp.ID("username"), tc.user),
-					chromedp.SendKeys(chromedp.ID("password"), "pw-"+tc.user),
+					chromedp.SendKeys(chromedp.ID("password"), ssotest.Password(tc.user)),
 					chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
 					chromedp.WaitVisible(chromedp.CSS("#identity, #sso-error")),
 				)
@@ -85,7 +87,7 @@ func TestProviderBrowser(t *testing.T) {
 			if err != nil {
 				t.Fatalf("browser: %v (login page %s)", err, loginURL)
 			}
-			if !strings.HasPrefix(loginURL, o.issuer+"/login/username") {
+			if !strings.HasPrefix(loginURL, o.Issuer+ssotest.LoginPath) {
 				t.Errorf("the login page was %s, not the provider's", loginURL)
 			}
 			if tc.refusal != "" {

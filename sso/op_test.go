@@ -11,116 +11,15 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
-	"golang.org/x/text/language"
-
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/sso/ssotest"
 )
 
-// The identity provider of these tests is zitadel's OpenID Provider
-// (github.com/zitadel/oidc), run on loopback with its example login page
-// and in-memory storage, which this file teaches groups: a "groups" scope
-// and claim, in the ID token and at the userinfo endpoint.
-
-// opUser is a user of the test provider; password "pw-" + username.
-type opUser struct {
-	id, username, email string
-	groups              []string
-}
-
-var opUsers = []opUser{
-	{id: "u-ada", username: "ada", email: "ada@example.com", groups: []string{"staff", "keygate-admins"}},
-	{id: "u-vic", username: "vic", email: "vic@example.com", groups: []string{"keygate-viewers"}},
-	{id: "u-sam", username: "sam", email: "sam@example.com", groups: []string{"sales"}},
-}
-
-type opUserStore struct{ users map[string]*storage.User }
-
-func (s opUserStore) GetUserByID(id string) *storage.User { return s.users[id] }
-func (s opUserStore) GetUserByUsername(name string) *storage.User {
-	for _, u := range s.users {
-		if u.Username == name {
-			return u
-		}
-	}
-	return nil
-}
-func (s opUserStore) ExampleClientID() string { return "service" }
-
-// groupStorage is the example storage with groups.
-type groupStorage struct {
-	*storage.Storage
-	groups map[string][]string // by user id
-}
-
-func (s *groupStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	c, err := s.Storage.GetClientByClientID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return groupsClient{c}, nil
-}
-
-func (s *groupStorage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
-	if err := s.Storage.SetUserinfoFromRequest(ctx, ui, req, scopes); err != nil {
-		return err
-	}
-	if slices.Contains(scopes, "groups") {
-		ui.AppendClaims("groups", s.groups[req.GetSubject()])
-	}
-	return nil
-}
-
-func (s *groupStorage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, origin string) error {
-	if err := s.Storage.SetUserinfoFromToken(ctx, ui, tokenID, subject, origin); err != nil {
-		return err
-	}
-	ui.AppendClaims("groups", s.groups[ui.Subject])
-	return nil
-}
-
-// groupsClient lets a client ask for the groups scope.
-type groupsClient struct{ op.Client }
-
-func (c groupsClient) IsScopeAllowed(scope string) bool {
-	return scope == "groups" || c.Client.IsScopeAllowed(scope)
-}
-
-// testOP is the provider, on loopback.
-type testOP struct {
-	issuer string
-}
-
-// startOP starts the provider with opUsers and one web client, keygate
-// (secret "keygate-secret"), whose redirect URIs are redirects.
-func startOP(t *testing.T, redirects ...string) *testOP {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + ln.Addr().String()
-	users := map[string]*storage.User{}
-	groups := map[string][]string{}
-	for _, u := range opUsers {
-		users[u.id] = &storage.User{ID: u.id, Username: u.username, Password: "pw-" + u.username, FirstName: strings.ToUpper(u.username[:1]) + u.username[1:],
-			LastName: "Test", Email: u.email, EmailVerified: true, PreferredLanguage: language.English}
-		groups[u.id] = u.groups
-	}
-	clients := map[string]*storage.Client{"keygate": storage.WebClient("keygate", "keygate-secret", redirects...)}
-	st := &groupStorage{Storage: storage.NewStorageWithClients(opUserStore{users}, clients), groups: groups}
-	srv := &http.Server{Handler: exampleop.SetupServer(issuer, st, nil, false)}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return &testOP{issuer: issuer}
-}
+// The identity provider of these tests is zitadel's OpenID Provider, run
+// on loopback by ssotest.
 
 // The relying party's page after a sign-in shows the identity as JSON.
 const (
@@ -168,15 +67,15 @@ func startRP(t *testing.T, ln net.Listener, p *Provider) string {
 }
 
 // startPair starts the provider and a relying party registered with it.
-func startPair(t *testing.T, scopes []string) (rpURL string, o *testOP) {
+func startPair(t *testing.T, scopes []string) (rpURL string, o *ssotest.Provider) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rpURL = "http://" + ln.Addr().String()
-	o = startOP(t, rpURL+CallbackPath)
-	p, err := New(context.Background(), Config{Issuer: o.issuer, ClientID: "keygate", ClientSecret: "keygate-secret", Scopes: scopes,
+	o = ssotest.Start(t, rpURL+CallbackPath)
+	p, err := New(context.Background(), Config{Issuer: o.Issuer, ClientID: ssotest.ClientID, ClientSecret: ssotest.ClientSecret, Scopes: scopes,
 		Roles: map[admin.Role][]string{admin.RoleAdmin: {"keygate-admins"}, admin.RoleViewer: {"keygate-viewers"}},
 		Log:   slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -198,9 +97,9 @@ func TestProviderHTTP(t *testing.T) {
 		role, actor    string
 		page           string
 	}{
-		{user: "ada", password: "pw-ada", status: 200, role: "admin", actor: "ada@example.com"},
-		{user: "vic", password: "pw-vic", status: 200, role: "viewer", actor: "vic@example.com"},
-		{user: "sam", password: "pw-sam", status: 403, page: "sam@example.com is in &#34;groups&#34; [sales], none of which console.oidc.roles maps"},
+		{user: "ada", password: ssotest.Password("ada"), status: 200, role: "admin", actor: "ada@example.com"},
+		{user: "vic", password: ssotest.Password("vic"), status: 200, role: "viewer", actor: "vic@example.com"},
+		{user: "sam", password: ssotest.Password("sam"), status: 403, page: "sam@example.com is in &#34;groups&#34; [sales], none of which console.oidc.roles maps"},
 		{user: "ada", password: "wrong", status: 200, page: "username or password wrong"},
 	}
 	for _, tc := range tests {
@@ -238,7 +137,7 @@ func httpLogin(t *testing.T, rpURL, user, password string) (int, string) {
 	if resp.StatusCode != 200 || id == "" {
 		t.Fatalf("login did not reach the provider's form: %d %s", resp.StatusCode, resp.Request.URL)
 	}
-	form := resp.Request.URL.ResolveReference(&url.URL{Path: "/login/username"})
+	form := resp.Request.URL.ResolveReference(&url.URL{Path: ssotest.LoginPath})
 	resp, err = c.PostForm(form.String(), url.Values{"id": {id}, "username": {user}, "password": {password}})
 	if err != nil {
 		t.Fatal(err)
