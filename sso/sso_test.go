@@ -290,3 +290,40 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("Ready with nothing listening: %v", err)
 	}
 }
+
+// TestNew: a bad config is refused before anything is fetched; the
+// secret's variable is read.
+func TestNew(t *testing.T) {
+	if _, err := New(context.Background(), Config{Issuer: "http://idp.example.com", ClientID: "kg", Roles: testRoles}); err == nil ||
+		!strings.Contains(err.Error(), "console.oidc.issuer:") {
+		t.Errorf("New with an http issuer: %v", err)
+	}
+	if _, err := New(context.Background(), Config{Issuer: "https://idp.example.com", ClientID: "kg", ClientSecretEnv: "KEYGATE_TEST_OIDC_UNSET", Roles: testRoles}); err == nil ||
+		!strings.Contains(err.Error(), "console.oidc.client_secret_env: $KEYGATE_TEST_OIDC_UNSET is not set") {
+		t.Errorf("New with an unset secret variable: %v", err)
+	}
+	idp := newFakeIdP(t)
+	idp.claims = map[string]any{"sub": "u-1", "groups": []string{"sre"}}
+	t.Setenv("KEYGATE_TEST_OIDC_SECRET", "from-env")
+	p, _ := newTestProvider(t, idp.issuer(), func(c *Config) { c.ClientSecret, c.ClientSecretEnv = "", "KEYGATE_TEST_OIDC_SECRET" })
+	if p.cfg.ClientSecret != "from-env" {
+		t.Fatalf("client secret %q, want the variable's", p.cfg.ClientSecret)
+	}
+	c, loc := begin(t, p)
+	if _, _, err := finish(p, idp.authorize(loc), c); err != nil {
+		t.Fatal(err)
+	}
+	// A replica with the same secret opens this one's cookie.
+	other, _ := newTestProvider(t, idp.issuer(), func(c *Config) { c.ClientSecret = "from-env" })
+	c, loc = begin(t, p)
+	if _, _, err := finish(other, idp.authorize(loc), c); err != nil {
+		t.Fatalf("another replica with the same secret: %v", err)
+	}
+	// Public clients have no shared secret: each process its own key.
+	pub1, _ := newTestProvider(t, idp.issuer(), func(c *Config) { c.ClientSecret = "" })
+	pub2, _ := newTestProvider(t, idp.issuer(), func(c *Config) { c.ClientSecret = "" })
+	c, loc = begin(t, pub1)
+	if _, _, err := finish(pub2, idp.authorize(loc), c); !errors.Is(err, ErrCookie) {
+		t.Fatalf("a public client's cookie in another process: %v, want %v", err, ErrCookie)
+	}
+}
