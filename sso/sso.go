@@ -195,10 +195,11 @@ func (p *Provider) finish(ctx context.Context, w http.ResponseWriter, r *http.Re
 	c, cookieErr := r.Cookie(CookieName)
 	if cookieErr == nil {
 		// Cleared where it was set: the path comes from the cookie's own
-		// redirect URL when it opens; else the request's folder.
+		// redirect URL when it opens (expired or not: the zero time), else
+		// the request's folder.
 		clearPath := path.Dir(r.URL.Path)
 		secure := r.TLS != nil
-		if st, err := p.seal.open(c.Value, time.Time{}); err == nil || errors.Is(err, ErrExpired) {
+		if st, err := p.seal.open(c.Value, time.Time{}); err == nil {
 			clearPath, secure = cookieScope(st.Redirect)
 		}
 		http.SetCookie(w, stateCookie("", clearPath, secure, -1))
