@@ -36,34 +36,7 @@ func TestConsoleSSO(t *testing.T) {
 	httpAddr := freeLoopbackAddr(t) // the provider must know the callback before Keygate starts
 	base := "http://" + httpAddr
 	op := ssotest.Start(t, base+"/console/oidc/callback")
-
-	cfg := config.Default()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", httpAddr, "127.0.0.1:0"
-	cfg.Database.URL = "sqlite:" + filepath.Join(t.TempDir(), "keygate.db")
-	cfg.Admin.Token = "admin-token-for-tests"
-	cfg.Console.OIDC = config.ConsoleOIDC{Issuer: op.Issuer, ClientID: ssotest.ClientID, ClientSecretEnv: "KEYGATE_TEST_OIDC_SECRET",
-		Roles: map[string][]string{"admin": {"keygate-admins"}, "viewer": {"keygate-viewers"}}}
-	t.Setenv("KEYGATE_TEST_OIDC_SECRET", ssotest.ClientSecret)
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetConsoleLinkOutput(io.Discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-
+	cfg := startSSOServer(t, httpAddr, op.Issuer)
 	adminAPI := func(method, path, body string, out any) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -184,6 +157,65 @@ func TestConsoleSSO(t *testing.T) {
 				t.Errorf("audit actor %v, want {type: oidc, name: %s@example.com}", actor, tc.user)
 			}
 		})
+	}
+}
+
+// startSSOServer runs Keygate on httpAddr with an admin token and
+// console.oidc signing in at issuer (ssotest's client and groups).
+func startSSOServer(t *testing.T, httpAddr, issuer string) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", httpAddr, "127.0.0.1:0"
+	cfg.Database.URL = "sqlite:" + filepath.Join(t.TempDir(), "keygate.db")
+	cfg.Admin.Token = "admin-token-for-tests"
+	cfg.Console.OIDC = config.ConsoleOIDC{Issuer: issuer, ClientID: ssotest.ClientID, ClientSecretEnv: "KEYGATE_TEST_OIDC_SECRET",
+		Roles: map[string][]string{"admin": {"keygate-admins"}, "viewer": {"keygate-viewers"}}}
+	t.Setenv("KEYGATE_TEST_OIDC_SECRET", ssotest.ClientSecret)
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetConsoleLinkOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	return cfg
+}
+
+// TestConsoleSSOProviderDown: an identity provider that cannot be reached
+// does not stop Keygate; the console offers SSO, and the login says the
+// provider is down (503) instead of redirecting.
+func TestConsoleSSOProviderDown(t *testing.T) {
+	httpAddr := freeLoopbackAddr(t)
+	startSSOServer(t, httpAddr, "http://"+freeLoopbackAddr(t)) // nothing listens there
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get("/console/"); status != 200 || !strings.Contains(body, `href="/console/oidc/login"`) {
+		t.Errorf("GET /console/: %d, want the sign-in page with the SSO link: %s", status, body)
+	}
+	if status, body := get("/console/oidc/login"); status != 503 || !strings.Contains(body, "the identity provider cannot be reached") {
+		t.Errorf("GET /console/oidc/login: %d, want 503 saying the provider is down: %s", status, body)
+	}
+	if status, body := get("/console/oidc/callback?code=x&state=y"); status != 400 || !strings.Contains(body, "no sign-in was started in this browser") {
+		t.Errorf("a callback without a sign-in: %d: %s", status, body)
 	}
 }
 
