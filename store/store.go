@@ -100,7 +100,8 @@ type DB interface {
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 	// AddUsage adds each row's counts to its key's hour (Start rounded
 	// down), in one statement or transaction, to whatever is there:
-	// replicas' counts of the same key and hour add up.
+	// replicas' counts of the same key and hour add up. All or nothing;
+	// bounded by ctx only (a large batch takes longer than QueryTimeout).
 	AddUsage(ctx context.Context, batch []UsageCount) error
 	// Usage returns the buckets f selects that have counts, oldest first.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UsageCount is one key's decisions in one bucket: an hour as recorded
@@ -140,7 +142,9 @@ func sortedUsage(batch []UsageCount) ([]UsageCount, error) {
 }
 
 // AddUsage adds batch's counts to key_usage in one statement (the
-// batch's columns as arrays, unnested), outside the version lock.
+// batch's columns as arrays, unnested), outside the version lock. Like
+// BulkInsertKeys it is bounded by ctx, not by QueryTimeout: its time
+// grows with the batch.
 func (p *Postgres) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if len(batch) == 0 {
 		return nil
@@ -155,14 +159,12 @@ func (p *Postgres) AddUsage(ctx context.Context, batch []UsageCount) error {
 		ids[i], tenants[i], hours[i] = c.KeyID, c.Tenant, c.Start.Unix()
 		allowed[i], limited[i], denied[i] = c.Allowed, c.RateLimited, c.Denied
 	}
-	ctx, cancel := p.timeout(ctx)
-	defer cancel()
 	_, err = p.pool.Exec(ctx, pgUsageAdd, ids, hours, tenants, allowed, limited, denied)
 	return p.failed(err)
 }
 
 // AddUsage adds batch's counts to key_usage through one prepared
-// statement in one transaction.
+// statement in one transaction, bounded by ctx.
 func (s *SQLite) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if len(batch) == 0 {
 		return nil
@@ -171,8 +173,6 @@ func (s *SQLite) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
 	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, usageAdd)
 		if err != nil {
@@ -197,7 +197,10 @@ func (p *Postgres) Usage(ctx context.Context, f UsageFilter) ([]UsageCount, erro
 	}
 	ctx, cancel := p.timeout(ctx)
 	defer cancel()
-	rows, err := p.pool.Query(ctx, q, args...)
+	// An unnamed statement, planned for these values every time: a
+	// cached generic plan does not know how wide the range is, and for
+	// a tenant it picks the hour index and filters every key's rows.
+	rows, err := p.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
 	if err != nil {
 		return nil, p.failed(err)
 	}
