@@ -105,7 +105,8 @@ type DB interface {
 	AddUsage(ctx context.Context, batch []UsageCount) error
 	// Usage returns the buckets f selects that have counts, oldest first.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)
-	// PruneUsage deletes the hours before before's hour and says how many.
+	// PruneUsage deletes the rows of the hours before before's hour and
+	// says how many; bounded by ctx (it deletes an hour at a time).
 	PruneUsage(ctx context.Context, before time.Time) (int64, error)
 
 	// SetGrant creates or replaces the grant for (Tenant, Org). A zero

@@ -74,7 +74,9 @@ ON CONFLICT (key_id, hour) DO UPDATE SET
 	allowed = key_usage.allowed + excluded.allowed,
 	rate_limited = key_usage.rate_limited + excluded.rate_limited,
 	denied = key_usage.denied + excluded.denied`
-	stmtPruneUsage = `DELETE FROM key_usage WHERE hour < $1`
+	// stmtPruneUsageHour deletes the oldest hour before $1, found
+	// through the hour index.
+	stmtPruneUsageHour = `DELETE FROM key_usage WHERE hour = (SELECT min(hour) FROM key_usage WHERE hour < $1)`
 )
 
 // usageQuery is the statement of f: rows of (bucket start, allowed,
@@ -233,15 +235,23 @@ func (s *SQLite) Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)
 }
 
 // PruneUsage implements DB: it deletes the hours that started before
-// before's hour.
+// before's hour, oldest first, one hour (every key's row of it) per
+// statement and transaction, until none is left or ctx ends. It is bounded
+// by ctx, not QueryTimeout: after a long pause there may be many hours to
+// delete, and each one deleted stays deleted if ctx ends before the rest.
 func (k *keyDB) PruneUsage(ctx context.Context, before time.Time) (int64, error) {
-	ctx, cancel := k.timeout(ctx)
-	defer cancel()
-	var n int64
-	err := k.d.tx(ctx, func(q queries) error {
-		var err error
-		n, err = q.affected(ctx, stmtPruneUsage, UsageHour(before).Unix())
-		return err
-	})
-	return n, k.failed(err)
+	cutoff := UsageHour(before).Unix()
+	var total int64
+	for {
+		var n int64
+		err := k.d.tx(ctx, func(q queries) error {
+			var err error
+			n, err = q.affected(ctx, stmtPruneUsageHour, cutoff)
+			return err
+		})
+		total += n
+		if err != nil || n == 0 {
+			return total, k.failed(err)
+		}
+	}
 }
