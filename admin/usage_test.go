@@ -236,7 +236,9 @@ func FuzzUsageQuery(f *testing.F) {
 				}
 			}
 		case http.StatusBadRequest:
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			json.Unmarshal(rec.Body.Bytes(), &e)
 			if e.Error.Code != "invalid_request" || !regexp.MustCompile(`^(since|until|granularity): `).MatchString(e.Error.Message) {
 				t.Fatalf("400 %+v does not name the parameter", e.Error)
