@@ -54,17 +54,30 @@ type hourKey struct {
 	hour int64
 }
 
-// counts are a key's decisions in one hour.
+// counts are a key's decisions in one hour, and the last allowed one
+// (zero: none since last_used_at was last collected).
 type counts struct {
-	tenant string
-	n      [numOutcomes]int64
+	tenant   string
+	n        [numOutcomes]int64
+	lastUsed time.Time
 }
 
+// shard holds the counts of the keys whose ids hash to it. A key's last
+// use is kept in its counts entry, so that a Record is one map lookup; it
+// moves to used when the entry is taken for writing, and FlushLastUsed
+// collects both.
 type shard struct {
 	mu     sync.Mutex
 	counts map[hourKey]*counts
 	used   map[string]time.Time
 	_      [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// noteUsed keeps at as id's last use unless a later one is there.
+func (s *shard) noteUsed(id string, at time.Time) {
+	if prev, ok := s.used[id]; !ok || at.After(prev) {
+		s.used[id] = at
+	}
 }
 
 // Recorder collects counts and use times in memory. Record is safe for
@@ -126,10 +139,8 @@ func (r *Recorder) Record(id, tenant string, o Outcome, at time.Time) {
 		s.counts[k] = c
 	}
 	c.n[o]++
-	if o == Allowed {
-		if prev, ok := s.used[id]; !ok || at.After(prev) {
-			s.used[id] = at
-		}
+	if o == Allowed && at.After(c.lastUsed) {
+		c.lastUsed = at
 	}
 	s.mu.Unlock()
 }
@@ -147,7 +158,7 @@ func hourOf(at time.Time) int64 {
 // Stats are the recorder's counters, for metrics.
 type Stats struct {
 	Pending       int    // key-hours counted and not yet written
-	PendingUsed   int    // keys whose last use is not yet written
+	PendingUsed   int    // keys whose last use waits apart from their counts
 	FlushFailures uint64 // flushes (of counts or last use) that failed
 	Written       uint64 // key-hours written
 }
@@ -234,6 +245,11 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		}
 		taken := s.counts
 		s.counts = make(map[hourKey]*counts, len(taken))
+		for k, c := range taken {
+			if !c.lastUsed.IsZero() {
+				s.noteUsed(k.id, c.lastUsed)
+			}
+		}
 		s.mu.Unlock()
 		for k, c := range taken {
 			batch = append(batch, store.UsageCount{KeyID: k.id, Tenant: c.tenant, Start: time.Unix(k.hour, 0).UTC(),
@@ -281,9 +297,19 @@ func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
+		for k, c := range s.counts {
+			if !c.lastUsed.IsZero() {
+				if prev, ok := batch[k.id]; !ok || c.lastUsed.After(prev) {
+					batch[k.id] = c.lastUsed
+				}
+				c.lastUsed = time.Time{}
+			}
+		}
 		if len(s.used) > 0 {
 			for id, at := range s.used {
-				batch[id] = at
+				if prev, ok := batch[id]; !ok || at.After(prev) {
+					batch[id] = at
+				}
 			}
 			s.used = make(map[string]time.Time, len(s.used))
 		}
@@ -299,9 +325,7 @@ func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 		for id, at := range batch {
 			s := r.shard(id)
 			s.mu.Lock()
-			if prev, ok := s.used[id]; !ok || at.After(prev) {
-				s.used[id] = at
-			}
+			s.noteUsed(id, at)
 			s.mu.Unlock()
 		}
 		return err

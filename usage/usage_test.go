@@ -261,3 +261,32 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestLastUsedOnItsOwn: last use is written by its own flush, before and
+// apart from the counts, once per new use.
+func TestLastUsedOnItsOwn(t *testing.T) {
+	w := &fakeWriter{}
+	r := newRec(t, w)
+	r.Record("a", "acme", Allowed, base.Add(time.Minute))
+	r.Record("a", "acme", Allowed, base.Add(-time.Minute)) // the hour before, earlier
+	r.Record("b", "acme", Denied, base)
+	if err := r.FlushLastUsed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.used) != 1 || len(w.used[0]) != 1 || !w.used[0]["a"].Equal(base.Add(time.Minute)) || len(w.counts) != 0 {
+		t.Fatalf("last use %v, counts %v; want a at %v and no counts", w.used, w.counts, base.Add(time.Minute))
+	}
+	if err := r.FlushLastUsed(t.Context()); err != nil || len(w.used) != 1 {
+		t.Errorf("a use written twice: %v", w.used)
+	}
+	r.Record("a", "acme", Allowed, base.Add(2*time.Minute))
+	if err := r.FlushCounts(t.Context()); err != nil { // takes the entries, keeps their last use
+		t.Fatal(err)
+	}
+	if err := r.FlushLastUsed(t.Context()); err != nil || len(w.used) != 2 || !w.used[1]["a"].Equal(base.Add(2*time.Minute)) {
+		t.Errorf("last use after a counts flush: %v (%v)", w.used, err)
+	}
+	if got, want := w.total(), "a/acme@09:00 1/0/0\na/acme@10:00 2/0/0\nb/acme@10:00 0/0/1"; got != want {
+		t.Errorf("counts\n%s\nwant\n%s", got, want)
+	}
+}
