@@ -92,6 +92,7 @@ type Recorder struct {
 
 	failures atomic.Uint64 // flushes that failed
 	written  atomic.Uint64 // key-hours written
+	failing  bool          // the last flush failed (Run's goroutine only)
 }
 
 // New returns a Recorder writing through w.
@@ -190,14 +191,26 @@ func (r *Recorder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return r.final(ctx)
 		case <-counts.C:
-			if err := r.FlushCounts(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("writing usage counts failed; kept for the next flush", slog.Any("error", err), slog.Int("key_hours", r.Stats().Pending))
-			}
+			n, err := r.flushCounts(ctx)
+			r.logged(ctx, n, err)
 		case <-used.C:
-			if err := r.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("writing last_used_at failed; will retry", slog.Any("error", err), slog.Int("keys", r.Stats().PendingUsed))
-			}
+			n, err := r.flushLastUsed(ctx)
+			r.logged(ctx, n, err)
 		}
+	}
+}
+
+// logged logs a flush's failure when writes start failing, and their
+// recovery, once each: not every interval of an outage.
+func (r *Recorder) logged(ctx context.Context, wrote int, err error) {
+	switch {
+	case err != nil && ctx.Err() == nil && !r.failing:
+		r.failing = true
+		r.log.Warn("writing usage failed; counts and last use are kept and written when the database is back",
+			slog.Any("error", err), slog.Int("key_hours", r.Stats().Pending))
+	case err == nil && wrote > 0 && r.failing:
+		r.failing = false
+		r.log.Info("writing usage again", slog.Uint64("failed_flushes", r.failures.Load()))
 	}
 }
 
@@ -233,6 +246,12 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // FlushCounts writes the pending counts in one batch. On failure they go
 // back, added to whatever was counted meanwhile, for the next flush.
 func (r *Recorder) FlushCounts(ctx context.Context) error {
+	_, err := r.flushCounts(ctx)
+	return err
+}
+
+// flushCounts is FlushCounts, saying how many key-hours it wrote.
+func (r *Recorder) flushCounts(ctx context.Context) (int, error) {
 	r.flush.Lock()
 	defer r.flush.Unlock()
 	var batch []store.UsageCount
@@ -257,7 +276,7 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		}
 	}
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -266,10 +285,10 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		for _, b := range batch {
 			r.restore(b)
 		}
-		return err
+		return 0, err
 	}
 	r.written.Add(uint64(len(batch)))
-	return nil
+	return len(batch), nil
 }
 
 // restore adds an unwritten row back to the pending counts.
@@ -291,6 +310,12 @@ func (r *Recorder) restore(b store.UsageCount) {
 // FlushLastUsed writes the pending use times. On failure they go back
 // (unless newer ones arrived meanwhile) for the next flush.
 func (r *Recorder) FlushLastUsed(ctx context.Context) error {
+	_, err := r.flushLastUsed(ctx)
+	return err
+}
+
+// flushLastUsed is FlushLastUsed, saying how many keys it wrote.
+func (r *Recorder) flushLastUsed(ctx context.Context) (int, error) {
 	r.flush.Lock()
 	defer r.flush.Unlock()
 	batch := map[string]time.Time{}
@@ -316,7 +341,7 @@ func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -328,7 +353,7 @@ func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 			s.noteUsed(id, at)
 			s.mu.Unlock()
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return len(batch), nil
 }

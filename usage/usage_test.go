@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/store"
 )
 
@@ -288,5 +289,39 @@ func TestLastUsedOnItsOwn(t *testing.T) {
 	}
 	if got, want := w.total(), "a/acme@09:00 1/0/0\na/acme@10:00 2/0/0\nb/acme@10:00 0/0/1"; got != want {
 		t.Errorf("counts\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestOutageLoggedOnce: an outage is one warning and its end one line,
+// not a line per failed flush.
+func TestOutageLoggedOnce(t *testing.T) {
+	w := &fakeWriter{fail: -1}
+	logs := &syncbuf.Buffer{}
+	r, err := New(Config{FlushInterval: 10 * time.Millisecond}, w, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	r.Record("a", "acme", Allowed, base)
+	for r.Stats().FlushFailures < 6 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.setFail(0)
+	for w.total() == "" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // more flushes, with nothing to write
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "writing usage failed"); n != 1 {
+		t.Errorf("%d failure lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "writing usage again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, out)
 	}
 }
