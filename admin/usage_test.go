@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +200,51 @@ func TestUsageAPI(t *testing.T) {
 	if status, _, _ := a.doAs(portalToken, "GET", "/admin/v1/tenants/acme/usage", ""); status != http.StatusForbidden {
 		t.Errorf("the portal token read usage: %d", status)
 	}
+}
+
+// FuzzUsageQuery: whatever since, until and granularity a client sends,
+// the usage routes answer 200 with at most a year of buckets in order, or
+// 400 naming the parameter; never another status, never a panic.
+func FuzzUsageQuery(f *testing.F) {
+	for _, s := range [][3]string{
+		{"7d", "", "hour"}, {"", "", ""}, {"2026-03-04T01:00:00Z", "2026-03-04T03:00:00Z", "day"},
+		{"1d", "7d", "hour"}, {"yesterday", "", ""}, {"-7d", "", ""}, {"", "", "week"},
+		{"0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "hour"}, {"9999999d", "", ""},
+		{"2026-03-04T01:00:00+05:30", "1h", "day"}, {"366d", "", "hour"}, {"367d", "", "day"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, since, until, granularity string) {
+		a := newAPI(t)
+		v := url.Values{"since": {since}, "until": {until}, "granularity": {granularity}}
+		req := httptest.NewRequest("GET", "/admin/v1/tenants/acme/usage?"+v.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		a.h.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			var got UsageView
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Buckets) == 0 || len(got.Buckets) > 366*24+1 {
+				t.Fatalf("%d buckets", len(got.Buckets))
+			}
+			for i := 1; i < len(got.Buckets); i++ {
+				if !got.Buckets[i].Start.After(got.Buckets[i-1].Start) {
+					t.Fatalf("buckets out of order at %d", i)
+				}
+			}
+		case http.StatusBadRequest:
+			var e struct {
+				Error struct{ Code, Message string }
+			}
+			json.Unmarshal(rec.Body.Bytes(), &e)
+			if e.Error.Code != "invalid_request" || !regexp.MustCompile(`^(since|until|granularity): `).MatchString(e.Error.Message) {
+				t.Fatalf("400 %+v does not name the parameter", e.Error)
+			}
+		default:
+			t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+		}
+	})
 }

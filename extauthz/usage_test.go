@@ -99,3 +99,28 @@ func TestChecksCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPChecksCounted: /authz counts as the gRPC Check does.
+func TestHTTPChecksCounted(t *testing.T) {
+	e := newHTTPEnv(t)
+	k := e.create(admin.CreateRequest{Tenant: "acme", Env: keys.EnvLive, Scopes: []string{"patients:read"}})
+	for range 3 {
+		if w := e.do("GET", "/authz/api/v1/patients/1", "Authorization", "Bearer "+k.Key); w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	if w := e.do("GET", "/authz/api/v1/forms/f1", "Authorization", "Bearer "+k.Key); w.Code != 403 {
+		t.Fatalf("without the scope: status %d", w.Code)
+	}
+	if err := e.usage.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.db.Usage(context.Background(), store.UsageFilter{KeyID: k.Record.ID})
+	var sum store.UsageCount
+	for _, c := range cs { // one hour, or two if the test crossed one
+		sum.Allowed, sum.RateLimited, sum.Denied = sum.Allowed+c.Allowed, sum.RateLimited+c.RateLimited, sum.Denied+c.Denied
+	}
+	if err != nil || sum.Allowed != 3 || sum.Denied != 1 || sum.RateLimited != 0 {
+		t.Errorf("usage after 3 allowed and 1 denied over HTTP: %+v (%v)", cs, err)
+	}
+}

@@ -75,8 +75,10 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A flush of many keys' counts is one statement that takes longer
+	// than a lookup: it may take as long as shutdown may.
 	p.usage, err = usage.New(usage.Config{FlushInterval: cfg.Usage.FlushInterval, LastUsedInterval: cfg.Database.LastUsedFlush,
-		Timeout: cfg.Database.Timeout}, db, log)
+		Timeout: max(cfg.Database.Timeout, cfg.ShutdownTimeout)}, db, log)
 	if err != nil {
 		return nil, err
 	}

@@ -102,11 +102,13 @@ type DB interface {
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 	// AddUsage adds each row's counts to its key's hour (Start rounded
 	// down), in one statement or transaction, to whatever is there:
-	// replicas' counts of the same key and hour add up.
+	// replicas' counts of the same key and hour add up. All or nothing;
+	// bounded by ctx only (a large batch takes longer than QueryTimeout).
 	AddUsage(ctx context.Context, batch []UsageCount) error
 	// Usage returns the buckets f selects that have counts, oldest first.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)
-	// PruneUsage deletes the hours before before's hour and says how many.
+	// PruneUsage deletes the rows of the hours before before's hour and
+	// says how many; bounded by ctx (it deletes an hour at a time).
 	PruneUsage(ctx context.Context, before time.Time) (int64, error)
 
 	// SetGrant creates or replaces the grant for (Tenant, Org). A zero

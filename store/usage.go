@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UsageCount is one key's decisions in one bucket: an hour as recorded
@@ -72,7 +74,9 @@ ON CONFLICT (key_id, hour) DO UPDATE SET
 	allowed = key_usage.allowed + excluded.allowed,
 	rate_limited = key_usage.rate_limited + excluded.rate_limited,
 	denied = key_usage.denied + excluded.denied`
-	stmtPruneUsage = `DELETE FROM key_usage WHERE hour < $1`
+	// stmtPruneUsageHour deletes the oldest hour before $1, found
+	// through the hour index.
+	stmtPruneUsageHour = `DELETE FROM key_usage WHERE hour = (SELECT min(hour) FROM key_usage WHERE hour < $1)`
 )
 
 // usageQuery is the statement of f: rows of (bucket start, allowed,
@@ -140,7 +144,9 @@ func sortedUsage(batch []UsageCount) ([]UsageCount, error) {
 }
 
 // AddUsage adds batch's counts to key_usage in one statement (the
-// batch's columns as arrays, unnested), outside the version lock.
+// batch's columns as arrays, unnested), outside the version lock. Like
+// BulkInsertKeys it is bounded by ctx, not by QueryTimeout: its time
+// grows with the batch.
 func (p *Postgres) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if len(batch) == 0 {
 		return nil
@@ -155,14 +161,12 @@ func (p *Postgres) AddUsage(ctx context.Context, batch []UsageCount) error {
 		ids[i], tenants[i], hours[i] = c.KeyID, c.Tenant, c.Start.Unix()
 		allowed[i], limited[i], denied[i] = c.Allowed, c.RateLimited, c.Denied
 	}
-	ctx, cancel := p.timeout(ctx)
-	defer cancel()
 	_, err = p.pool.Exec(ctx, pgUsageAdd, ids, hours, tenants, allowed, limited, denied)
 	return p.failed(err)
 }
 
 // AddUsage adds batch's counts to key_usage through one prepared
-// statement in one transaction.
+// statement in one transaction, bounded by ctx.
 func (s *SQLite) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if len(batch) == 0 {
 		return nil
@@ -171,8 +175,6 @@ func (s *SQLite) AddUsage(ctx context.Context, batch []UsageCount) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
 	err = inTx(ctx, s.w, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, usageAdd)
 		if err != nil {
@@ -197,7 +199,10 @@ func (p *Postgres) Usage(ctx context.Context, f UsageFilter) ([]UsageCount, erro
 	}
 	ctx, cancel := p.timeout(ctx)
 	defer cancel()
-	rows, err := p.pool.Query(ctx, q, args...)
+	// An unnamed statement, planned for these values every time: a
+	// cached generic plan does not know how wide the range is, and for
+	// a tenant it picks the hour index and filters every key's rows.
+	rows, err := p.pool.Query(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
 	if err != nil {
 		return nil, p.failed(err)
 	}
@@ -230,15 +235,23 @@ func (s *SQLite) Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)
 }
 
 // PruneUsage implements DB: it deletes the hours that started before
-// before's hour.
+// before's hour, oldest first, one hour (every key's row of it) per
+// statement and transaction, until none is left or ctx ends. It is bounded
+// by ctx, not QueryTimeout: after a long pause there may be many hours to
+// delete, and each one deleted stays deleted if ctx ends before the rest.
 func (k *keyDB) PruneUsage(ctx context.Context, before time.Time) (int64, error) {
-	ctx, cancel := k.timeout(ctx)
-	defer cancel()
-	var n int64
-	err := k.d.tx(ctx, func(q queries) error {
-		var err error
-		n, err = q.affected(ctx, stmtPruneUsage, UsageHour(before).Unix())
-		return err
-	})
-	return n, k.failed(err)
+	cutoff := UsageHour(before).Unix()
+	var total int64
+	for {
+		var n int64
+		err := k.d.tx(ctx, func(q queries) error {
+			var err error
+			n, err = q.affected(ctx, stmtPruneUsageHour, cutoff)
+			return err
+		})
+		total += n
+		if err != nil || n == 0 {
+			return total, k.failed(err)
+		}
+	}
 }

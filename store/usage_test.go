@@ -158,16 +158,20 @@ func testPruneUsage(t *testing.T, db DB) {
 	for h := range 5 {
 		batch = append(batch, UsageCount{KeyID: "key_a", Tenant: "acme", Start: h0.Add(time.Duration(h) * time.Hour), Allowed: 1})
 	}
+	batch = append(batch, UsageCount{KeyID: "key_b", Tenant: "beta", Start: h0, Denied: 1})
 	if err := db.AddUsage(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
 	n, err := db.PruneUsage(ctx, h0.Add(2*time.Hour+30*time.Minute))
-	if err != nil || n != 2 {
-		t.Fatalf("pruned %d (%v), want the 2 hours before 02:00", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("pruned %d rows (%v), want the 3 rows of the 2 hours before 02:00", n, err)
 	}
 	got, err := db.Usage(ctx, UsageFilter{KeyID: "key_a", Granularity: GranularityDay})
 	if err != nil || len(got) != 1 || got[0].Allowed != 3 {
 		t.Fatalf("after pruning: %s(%v), want 3 hours left", showUsage(got), err)
+	}
+	if got, err := db.Usage(ctx, UsageFilter{Tenant: "beta"}); err != nil || len(got) != 0 {
+		t.Errorf("beta after pruning: %s(%v)", showUsage(got), err)
 	}
 	if n, err := db.PruneUsage(ctx, h0); err != nil || n != 0 {
 		t.Errorf("pruning again: %d, %v", n, err)

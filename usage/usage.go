@@ -54,17 +54,30 @@ type hourKey struct {
 	hour int64
 }
 
-// counts are a key's decisions in one hour.
+// counts are a key's decisions in one hour, and the last allowed one
+// (zero: none since last_used_at was last collected).
 type counts struct {
-	tenant string
-	n      [numOutcomes]int64
+	tenant   string
+	n        [numOutcomes]int64
+	lastUsed time.Time
 }
 
+// shard holds the counts of the keys whose ids hash to it. A key's last
+// use is kept in its counts entry, so that a Record is one map lookup; it
+// moves to used when the entry is taken for writing, and FlushLastUsed
+// collects both.
 type shard struct {
 	mu     sync.Mutex
 	counts map[hourKey]*counts
 	used   map[string]time.Time
 	_      [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// noteUsed keeps at as id's last use unless a later one is there.
+func (s *shard) noteUsed(id string, at time.Time) {
+	if prev, ok := s.used[id]; !ok || at.After(prev) {
+		s.used[id] = at
+	}
 }
 
 // Recorder collects counts and use times in memory. Record is safe for
@@ -79,6 +92,7 @@ type Recorder struct {
 
 	failures atomic.Uint64 // flushes that failed
 	written  atomic.Uint64 // key-hours written
+	failing  bool          // the last flush failed (Run's goroutine only)
 }
 
 // New returns a Recorder writing through w.
@@ -126,10 +140,8 @@ func (r *Recorder) Record(id, tenant string, o Outcome, at time.Time) {
 		s.counts[k] = c
 	}
 	c.n[o]++
-	if o == Allowed {
-		if prev, ok := s.used[id]; !ok || at.After(prev) {
-			s.used[id] = at
-		}
+	if o == Allowed && at.After(c.lastUsed) {
+		c.lastUsed = at
 	}
 	s.mu.Unlock()
 }
@@ -147,7 +159,7 @@ func hourOf(at time.Time) int64 {
 // Stats are the recorder's counters, for metrics.
 type Stats struct {
 	Pending       int    // key-hours counted and not yet written
-	PendingUsed   int    // keys whose last use is not yet written
+	PendingUsed   int    // keys whose last use waits apart from their counts
 	FlushFailures uint64 // flushes (of counts or last use) that failed
 	Written       uint64 // key-hours written
 }
@@ -179,14 +191,26 @@ func (r *Recorder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return r.final(ctx)
 		case <-counts.C:
-			if err := r.FlushCounts(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("writing usage counts failed; kept for the next flush", slog.Any("error", err), slog.Int("key_hours", r.Stats().Pending))
-			}
+			n, err := r.flushCounts(ctx)
+			r.logged(ctx, n, err)
 		case <-used.C:
-			if err := r.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("writing last_used_at failed; will retry", slog.Any("error", err), slog.Int("keys", r.Stats().PendingUsed))
-			}
+			n, err := r.flushLastUsed(ctx)
+			r.logged(ctx, n, err)
 		}
+	}
+}
+
+// logged logs a flush's failure when writes start failing, and their
+// recovery, once each: not every interval of an outage.
+func (r *Recorder) logged(ctx context.Context, wrote int, err error) {
+	switch {
+	case err != nil && ctx.Err() == nil && !r.failing:
+		r.failing = true
+		r.log.Warn("writing usage failed; counts and last use are kept and written when the database is back",
+			slog.Any("error", err), slog.Int("key_hours", r.Stats().Pending))
+	case err == nil && wrote > 0 && r.failing:
+		r.failing = false
+		r.log.Info("writing usage again", slog.Uint64("failed_flushes", r.failures.Load()))
 	}
 }
 
@@ -222,6 +246,12 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // FlushCounts writes the pending counts in one batch. On failure they go
 // back, added to whatever was counted meanwhile, for the next flush.
 func (r *Recorder) FlushCounts(ctx context.Context) error {
+	_, err := r.flushCounts(ctx)
+	return err
+}
+
+// flushCounts is FlushCounts, saying how many key-hours it wrote.
+func (r *Recorder) flushCounts(ctx context.Context) (int, error) {
 	r.flush.Lock()
 	defer r.flush.Unlock()
 	var batch []store.UsageCount
@@ -234,6 +264,11 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		}
 		taken := s.counts
 		s.counts = make(map[hourKey]*counts, len(taken))
+		for k, c := range taken {
+			if !c.lastUsed.IsZero() {
+				s.noteUsed(k.id, c.lastUsed)
+			}
+		}
 		s.mu.Unlock()
 		for k, c := range taken {
 			batch = append(batch, store.UsageCount{KeyID: k.id, Tenant: c.tenant, Start: time.Unix(k.hour, 0).UTC(),
@@ -241,7 +276,7 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		}
 	}
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -250,10 +285,10 @@ func (r *Recorder) FlushCounts(ctx context.Context) error {
 		for _, b := range batch {
 			r.restore(b)
 		}
-		return err
+		return 0, err
 	}
 	r.written.Add(uint64(len(batch)))
-	return nil
+	return len(batch), nil
 }
 
 // restore adds an unwritten row back to the pending counts.
@@ -275,22 +310,38 @@ func (r *Recorder) restore(b store.UsageCount) {
 // FlushLastUsed writes the pending use times. On failure they go back
 // (unless newer ones arrived meanwhile) for the next flush.
 func (r *Recorder) FlushLastUsed(ctx context.Context) error {
+	_, err := r.flushLastUsed(ctx)
+	return err
+}
+
+// flushLastUsed is FlushLastUsed, saying how many keys it wrote.
+func (r *Recorder) flushLastUsed(ctx context.Context) (int, error) {
 	r.flush.Lock()
 	defer r.flush.Unlock()
 	batch := map[string]time.Time{}
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
+		for k, c := range s.counts {
+			if !c.lastUsed.IsZero() {
+				if prev, ok := batch[k.id]; !ok || c.lastUsed.After(prev) {
+					batch[k.id] = c.lastUsed
+				}
+				c.lastUsed = time.Time{}
+			}
+		}
 		if len(s.used) > 0 {
 			for id, at := range s.used {
-				batch[id] = at
+				if prev, ok := batch[id]; !ok || at.After(prev) {
+					batch[id] = at
+				}
 			}
 			s.used = make(map[string]time.Time, len(s.used))
 		}
 		s.mu.Unlock()
 	}
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -299,12 +350,10 @@ func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 		for id, at := range batch {
 			s := r.shard(id)
 			s.mu.Lock()
-			if prev, ok := s.used[id]; !ok || at.After(prev) {
-				s.used[id] = at
-			}
+			s.noteUsed(id, at)
 			s.mu.Unlock()
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return len(batch), nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/store"
 )
 
@@ -260,4 +261,67 @@ func BenchmarkRecord(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestLastUsedOnItsOwn: last use is written by its own flush, before and
+// apart from the counts, once per new use.
+func TestLastUsedOnItsOwn(t *testing.T) {
+	w := &fakeWriter{}
+	r := newRec(t, w)
+	r.Record("a", "acme", Allowed, base.Add(time.Minute))
+	r.Record("a", "acme", Allowed, base.Add(-time.Minute)) // the hour before, earlier
+	r.Record("b", "acme", Denied, base)
+	if err := r.FlushLastUsed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.used) != 1 || len(w.used[0]) != 1 || !w.used[0]["a"].Equal(base.Add(time.Minute)) || len(w.counts) != 0 {
+		t.Fatalf("last use %v, counts %v; want a at %v and no counts", w.used, w.counts, base.Add(time.Minute))
+	}
+	if err := r.FlushLastUsed(t.Context()); err != nil || len(w.used) != 1 {
+		t.Errorf("a use written twice: %v", w.used)
+	}
+	r.Record("a", "acme", Allowed, base.Add(2*time.Minute))
+	if err := r.FlushCounts(t.Context()); err != nil { // takes the entries, keeps their last use
+		t.Fatal(err)
+	}
+	if err := r.FlushLastUsed(t.Context()); err != nil || len(w.used) != 2 || !w.used[1]["a"].Equal(base.Add(2*time.Minute)) {
+		t.Errorf("last use after a counts flush: %v (%v)", w.used, err)
+	}
+	if got, want := w.total(), "a/acme@09:00 1/0/0\na/acme@10:00 2/0/0\nb/acme@10:00 0/0/1"; got != want {
+		t.Errorf("counts\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestOutageLoggedOnce: an outage is one warning and its end one line,
+// not a line per failed flush.
+func TestOutageLoggedOnce(t *testing.T) {
+	w := &fakeWriter{fail: -1}
+	logs := &syncbuf.Buffer{}
+	r, err := New(Config{FlushInterval: 10 * time.Millisecond}, w, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	r.Record("a", "acme", Allowed, base)
+	for r.Stats().FlushFailures < 6 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.setFail(0)
+	for w.total() == "" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // more flushes, with nothing to write
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "writing usage failed"); n != 1 {
+		t.Errorf("%d failure lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "writing usage again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, out)
+	}
 }

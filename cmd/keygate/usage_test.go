@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/internal/testpg"
 	"github.com/keygate/keygate/store"
 )
@@ -214,5 +215,34 @@ total              127      3             1
 		if _, errs, code := c.run(tc.args...); code != tc.code || !strings.Contains(errs, tc.msg) {
 			t.Errorf("keygate %s: exit %d %q, want %d with %q", strings.Join(tc.args, " "), code, errs, tc.code, tc.msg)
 		}
+	}
+}
+
+func TestSparkline(t *testing.T) {
+	b := func(ns ...int64) []admin.UsageBucket {
+		out := make([]admin.UsageBucket, len(ns))
+		for i, n := range ns {
+			out[i] = admin.UsageBucket{Allowed: n}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		in   []admin.UsageBucket
+		want string
+	}{
+		{"none", nil, ""},
+		{"all quiet", b(0, 0, 0), "▁▁▁"},
+		{"one busy", b(0, 5, 0), "▁█▁"},
+		{"a single check is never drawn as none", b(1, 1000, 0), "▂█▁"},
+		{"steps", b(1, 2, 3, 4, 5, 6, 7), "▂▃▄▅▆▇█"},
+		{"all three counts", []admin.UsageBucket{{Allowed: 1}, {RateLimited: 1, Denied: 1}}, "▅█"},
+		{"huge counts", b(1<<40, 1<<41), "▅█"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sparkline(tc.in); got != tc.want {
+				t.Errorf("sparkline %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
