@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"time"
@@ -43,9 +44,60 @@ func (s *Server) mountSSO(mux *http.ServeMux, p *sso.Provider, c *web.Console) {
 			sso.WriteError(w, r, err)
 			return
 		}
-		if err := c.LogIn(w, r, id.Principal()); err != nil {
+		b := &bounce{ResponseWriter: w}
+		if err := c.LogIn(b, r, id.Principal()); err != nil {
 			s.log.Error("console: starting a single sign-on session", slog.Any("identity", id), slog.Any("error", err))
 			sso.WriteError(w, r, errors.New("the console session could not be started; the server's log says why"))
+			return
 		}
+		b.finish()
 	})
+}
+
+// bounce turns the console's redirect after sign-in into a page that
+// goes on by itself. The callback is the end of a navigation another
+// site (the provider) started, so a redirect from it is still cross-site
+// and the browser would not send the console's SameSite=Strict cookie
+// with it: the operator would land on the sign-in page. A navigation the
+// page starts is the console's own, and carries the cookie.
+type bounce struct {
+	http.ResponseWriter
+	redirect bool
+}
+
+func (b *bounce) WriteHeader(code int) {
+	if code >= 300 && code < 400 && b.Header().Get("Location") != "" {
+		b.redirect = true
+		return
+	}
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b *bounce) Write(p []byte) (int, error) {
+	if b.redirect {
+		return len(p), nil // the redirect's own little body
+	}
+	return b.ResponseWriter.Write(p)
+}
+
+var bouncePage = template.Must(template.New("bounce").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={{.}}">
+<title>Signed in · Keygate console</title></head>
+<body><p>Signed in. <a href="{{.}}">Continue to the console</a>.</p></body></html>
+`))
+
+// finish writes the page in place of the redirect, if there was one.
+func (b *bounce) finish() {
+	if !b.redirect {
+		return
+	}
+	h := b.Header()
+	loc := h.Get("Location")
+	h.Del("Location")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	b.ResponseWriter.WriteHeader(http.StatusOK)
+	_ = bouncePage.Execute(b.ResponseWriter, loc)
 }

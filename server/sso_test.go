@@ -100,6 +100,11 @@ func TestConsoleSSO(t *testing.T) {
 					status = int(resp.Status)
 				}
 			}
+			if err == nil && tc.refusal == "" {
+				// The callback's page goes on to the console by itself,
+				// which then shows who is signed in.
+				err = chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(".who")))
+			}
 			if err == nil {
 				page, err = chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
 			}

@@ -171,3 +171,24 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClaimValues: any claims and any name give values without a panic;
+// a top-level string claim is its one value; an absent claim gives none.
+func FuzzClaimValues(f *testing.F) {
+	f.Add([]byte(`{"groups":["a","b"],"realm_access":{"roles":["r"]}}`), "realm_access.roles")
+	f.Add([]byte(`{"https://x.example/roles":"admin"}`), "https://x.example/roles")
+	f.Add([]byte(`{"a":{"b":{"c":[1,"x",null]}}}`), "a.b.c")
+	f.Fuzz(func(t *testing.T, data []byte, name string) {
+		var claims map[string]any
+		if json.Unmarshal(data, &claims) != nil {
+			return
+		}
+		vals, ok := claimValues(claims, name)
+		if s, isStr := claims[name].(string); isStr && (!ok || len(vals) != 1 || vals[0] != s) {
+			t.Fatalf("claimValues(%q) = %v, %v; want [%q]", name, vals, ok, s)
+		}
+		if !ok && len(vals) > 0 {
+			t.Fatalf("values %v for an absent claim", vals)
+		}
+	})
+}

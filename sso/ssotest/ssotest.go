@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ const (
 
 // Provider is a running provider.
 type Provider struct {
-	Issuer string // http://127.0.0.1:<port>
+	Issuer string // http://localhost:<port>
 }
 
 // LoginPath is where the provider's login form posts, under Issuer; its
@@ -63,7 +64,10 @@ func Start(t testing.TB, redirects ...string) *Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := "http://" + ln.Addr().String()
+	// localhost, not 127.0.0.1: another site than a relying party on
+	// 127.0.0.1, as a real provider is, so that the browser applies its
+	// cross-site cookie rules to the redirect back.
+	issuer := "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	users := map[string]*storage.User{}
 	groups := map[string][]string{}
 	for _, u := range Users {
