@@ -56,6 +56,8 @@ func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/roll", h.rollKey)
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/expiry", h.setExpiry)
 	h.mux.HandleFunc("GET /admin/v1/audit", h.listAudit)
+	h.mux.HandleFunc("GET /admin/v1/keys/{id}/usage", h.keyUsage)
+	h.mux.HandleFunc("GET /admin/v1/tenants/{tenant}/usage", h.tenantUsage)
 	h.mux.HandleFunc("GET /admin/v1/grants", h.listGrants)
 	h.mux.HandleFunc("POST /admin/v1/grants", h.setGrant)
 	h.mux.HandleFunc("PUT /admin/v1/grants/{tenant}/{org}", h.setGrant)

@@ -216,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return prune(bg, log, 4*cfg.Database.Timeout, []pruner{
 			{what: "audit events", retention: cfg.Audit.Retention, prune: db.PruneAudit},
 			{what: "webhook events", retention: cfg.Webhooks.Retention, prune: db.PruneEvents},
+			{what: "usage counts", retention: cfg.Usage.Retention, prune: db.PruneUsage},
 		})
 	})
 

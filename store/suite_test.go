@@ -51,6 +51,9 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"OutboxDedupe", testOutboxDedupe},
 		{"OutboxClaimsOnce", testOutboxClaimsOnce},
 		{"ExpiringKeys", testExpiringKeys},
+		{"Usage", testUsage},
+		{"UsageConcurrent", testUsageConcurrent},
+		{"PruneUsage", testPruneUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
