@@ -171,6 +171,7 @@ func TestPortalTenantIsolation(t *testing.T) {
 	createVia(t, e, c)
 	for _, rt := range []struct{ method, path, body string }{
 		{"GET", "/portal/api/v1/keys/" + theirs.ID, ""},
+		{"GET", "/portal/api/v1/keys/" + theirs.ID + "/usage", ""},
 		{"POST", "/portal/api/v1/keys/" + theirs.ID + "/revoke", ""},
 		{"POST", "/portal/api/v1/keys/" + theirs.ID + "/roll", `{"grace":"24h"}`},
 		{"GET", "/portal/keys/" + theirs.ID, ""},
