@@ -34,6 +34,7 @@ func TestPortalCode(t *testing.T) {
 			c.Secure != secure || c.MaxAge < 3590 || c.MaxAge > 3600 || strings.Contains(link, c.Value) {
 			t.Errorf("cookie %+v (secure %v): want keygate_portal, HttpOnly, SameSite=Strict, Path=/portal, an hour, not the code", c, secure)
 		}
+		e.noSecretsLogged(link[strings.LastIndexByte(link, '/')+1:], c.Value)
 		again := noRedirect(t, "GET", link, "", nil)
 		if again.StatusCode != http.StatusNotFound || len(again.Cookies()) != 0 || !strings.Contains(bodyOf(again), "used already") {
 			t.Errorf("second use: %d, cookies %v", again.StatusCode, again.Cookies())
@@ -283,6 +284,7 @@ func TestPortalPermissions(t *testing.T) {
 	if want := []string{"key.revoked", "key.rolled", "key.created"}; !slices.Equal(actions, want) {
 		t.Errorf("audit %v, want %v", actions, want)
 	}
+	e.noSecretsLogged(full.Value, ro.Value, testOnly.Value, rolled["key"].(string))
 	// Logging out ends the session on the server, not only the cookie.
 	lo := noRedirect(t, "POST", e.portal.URL+"/portal/api/v1/logout", "", jsonPost(), full)
 	if lo.StatusCode != http.StatusOK || len(lo.Cookies()) != 1 || lo.Cookies()[0].MaxAge >= 0 {
