@@ -36,7 +36,7 @@ type env struct {
 	console *httptest.Server
 	cons    *Console
 	logs    *syncbuf.Buffer // the portal's and the console's log, at debug
-	now     atomic.Int64 // Unix nanoseconds the service reads as now; 0: the clock
+	now     atomic.Int64    // Unix nanoseconds the service reads as now; 0: the clock
 }
 
 const (
