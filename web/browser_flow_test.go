@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // TestBrowserPortal drives a real Chromium through what a tenant's user
@@ -46,10 +47,16 @@ func TestBrowserPortal(t *testing.T) {
 	if n := run(t, ctx, "labels", chromedp.Evaluate[int](unlabelled)); n != 0 {
 		t.Errorf("%d form fields without a label", n)
 	}
-	do(t, ctx, "fill the form", chromedp.SendKeys(chromedp.ID("name"), "Production server"),
-		chromedp.Click(chromedp.CSS(`input[name=env][value=test]`)), chromedp.Click(chromedp.CSS(`input[name=scopes][value="patients:read"]`)))
+	// By keyboard only: type the name, Tab past the mode (test is
+	// chosen) to the first scope, Space to tick it, back to the name and
+	// Enter to submit.
+	do(t, ctx, "fill the form by keyboard", chromedp.Focus(chromedp.ID("name")), chromedp.KeyEvent("Production server"),
+		chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(" "))
+	if on := run(t, ctx, "ticked", chromedp.Evaluate[bool](`document.querySelector('input[name=scopes][value="patients:read"]').checked && document.querySelector('input[name=env][value=test]').checked`)); !on {
+		t.Fatal("Tab, Tab, Space did not tick the first scope with mode test")
+	}
 	shot(t, ctx, "portal-create")
-	do(t, ctx, "create", chromedp.Submit(chromedp.ID("name")), chromedp.WaitVisible(chromedp.ID("secret")))
+	do(t, ctx, "create with Enter", chromedp.Focus(chromedp.ID("name")), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("secret")))
 	secret := run(t, ctx, "secret", chromedp.Value(chromedp.ID("secret")))
 	warning := run(t, ctx, "warning", chromedp.Text(chromedp.CSS(".alert.warning")))
 	if !strings.HasPrefix(secret, "sk_test_") || !strings.Contains(warning, "will not be shown again") {

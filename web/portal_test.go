@@ -309,3 +309,18 @@ func TestPortalBackLink(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPortalCrossSiteArrival: a cross-site navigation carries no
+// SameSite=Strict cookie, so the page it lands on offers (and the script
+// follows) a same-site link to itself, which does; nothing else is done.
+func TestPortalCrossSiteArrival(t *testing.T) {
+	e := newEnv(t, PortalConfig{})
+	r := noRedirect(t, "GET", e.portal.URL+"/portal/", "", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	if b := bodyOf(r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, `href="/portal/" data-autofollow`) {
+		t.Errorf("cross-site arrival: %d %s", r.StatusCode, b)
+	}
+	r = noRedirect(t, "GET", e.portal.URL+"/portal/", "", http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	if b := bodyOf(r); r.StatusCode != http.StatusUnauthorized || strings.Contains(b, "data-autofollow") {
+		t.Errorf("same-origin arrival without a session loops: %s", b)
+	}
+}
