@@ -40,6 +40,7 @@ type Config struct {
 	Events          Events              `yaml:"events"`
 	SecretScanning  SecretScanning      `yaml:"secret_scanning"`
 	Portal          Portal              `yaml:"portal"`
+	Console         Console             `yaml:"console"`
 }
 
 // Webhooks sends events to HTTP endpoints, signed as Standard Webhooks

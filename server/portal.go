@@ -28,11 +28,18 @@ func (s *Server) portal(svc *admin.Service) (*web.Portal, error) {
 
 // mountConsole serves the operators' console at /console/ on mux.
 func (s *Server) mountConsole(mux *http.ServeMux, svc *admin.Service, tokens *admin.Tokens) error {
-	c, err := web.NewConsole(web.ConsoleConfig{Service: svc, Tokens: tokens, Log: s.log.With(slog.String("component", "console"))})
+	sp, link, err := s.newSSO()
+	if err != nil {
+		return err
+	}
+	c, err := web.NewConsole(web.ConsoleConfig{Service: svc, Tokens: tokens, SSO: link, Log: s.log.With(slog.String("component", "console"))})
 	if err != nil {
 		return err
 	}
 	mux.Handle("/console/", c)
+	if sp != nil {
+		s.mountSSO(mux, sp, c)
+	}
 	s.mu.Lock()
 	s.console = c
 	s.mu.Unlock()

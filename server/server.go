@@ -33,6 +33,7 @@ import (
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/tracing"
 	"github.com/keygate/keygate/web"
 )
 
@@ -46,6 +47,7 @@ type Server struct {
 	hasher  *keys.Hasher
 	policy  *policy.Policy
 	events  events.Config // with its endpoints' secrets read
+	tracing *tracing.Tracing
 
 	ready chan struct{} // closed once both listeners are bound
 	mu    sync.Mutex    // guards what Run sets for the accessors
@@ -81,8 +83,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	tr, err := newTracing(log)
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
-		cfg: cfg, log: log, formats: formats, policy: pol, events: ev,
+		cfg: cfg, log: log, formats: formats, policy: pol, events: ev, tracing: tr,
 		hasher: keys.NewHasher([]byte(cfg.Database.Pepper)),
 		ready:  make(chan struct{}), consoleLinkOut: os.Stderr,
 	}, nil
@@ -138,6 +144,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	if err := s.startTracing(ctx); err != nil {
+		return err
+	}
+	defer s.flushTraces(ctx)
 	p, err := s.build(db)
 	if err != nil {
 		return err
@@ -260,6 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil
 	}
+	s.flushTraces(ctx)
 	log.Info("keygate stopped")
 	return err
 }

@@ -37,6 +37,7 @@ const (
 	ActorCLI        = "cli"         // the keygate command, as an OS user
 	ActorPortal     = "portal"      // a tenant's user, through the portal
 	ActorOperator   = "operator"    // an operator signed in to the console
+	ActorOIDC       = "oidc"        // an operator signed in to the console with single sign-on (name: email, else subject)
 	ActorSystem     = "system"      // Keygate itself
 	ActorGitHub     = "github"      // GitHub's secret scanning, reporting a leaked key
 )
