@@ -115,8 +115,12 @@ func (c *Console) LoginLink(ctx context.Context, baseURL string) (string, error)
 var LocalOperator = admin.Principal{Actor: store.Actor{Type: store.ActorOperator, Name: "local"}, Role: admin.RoleAdmin}
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	tok, ok := c.cfg.Tokens.Authenticate(strings.TrimSpace(r.PostFormValue("token")))
-	if c.cfg.Tokens.Empty() || !ok {
+	var tok admin.Token
+	ok := false
+	if !c.cfg.Tokens.Empty() {
+		tok, ok = c.cfg.Tokens.Authenticate(strings.TrimSpace(r.PostFormValue("token")))
+	}
+	if !ok {
 		v := c.base()
 		v.Title, v.Error, v.Data = "Sign in", "That admin token is not one this server knows.", c.loginData()
 		c.pages.render(w, c.log, http.StatusUnauthorized, "login", v)
