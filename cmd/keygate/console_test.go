@@ -63,4 +63,14 @@ func TestServeConsoleLink(t *testing.T) {
 	if r.StatusCode != http.StatusUnauthorized || !strings.Contains(r.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 		t.Errorf("portal listener: %d %v", r.StatusCode, r.Header)
 	}
+	for _, path := range []string{"/admin/v1/keys", "/console/", "/metrics", "/authz"} {
+		r, err := http.Get("http://" + portal + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the portal listener: %d, want 404", path, r.StatusCode)
+		}
+	}
 }
