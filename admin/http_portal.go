@@ -43,6 +43,7 @@ func NewPortalAPI(svc *Service, log *slog.Logger) (*PortalAPI, error) {
 	h.mux.HandleFunc("GET /portal/api/v1/keys/{id}", h.showKey)
 	h.mux.HandleFunc("POST /portal/api/v1/keys/{id}/revoke", h.revokeKey)
 	h.mux.HandleFunc("POST /portal/api/v1/keys/{id}/roll", h.rollKey)
+	h.mux.HandleFunc("GET /portal/api/v1/keys/{id}/usage", h.keyUsage)
 	h.mux.HandleFunc("GET /portal/api/v1/audit", h.listAudit)
 	h.mux.HandleFunc(PortalAPIPrefix, h.noRoute)
 	return &PortalAPI{h: h}, nil

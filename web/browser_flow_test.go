@@ -2,10 +2,13 @@ package web_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // TestBrowserPortal drives a real Chromium through what a tenant's user
@@ -44,10 +47,16 @@ func TestBrowserPortal(t *testing.T) {
 	if n := run(t, ctx, "labels", chromedp.Evaluate[int](unlabelled)); n != 0 {
 		t.Errorf("%d form fields without a label", n)
 	}
-	do(t, ctx, "fill the form", chromedp.SendKeys(chromedp.ID("name"), "Production server"),
-		chromedp.Click(chromedp.CSS(`input[name=env][value=test]`)), chromedp.Click(chromedp.CSS(`input[name=scopes][value="patients:read"]`)))
+	// By keyboard only: type the name, Tab past the mode (test is
+	// chosen) to the first scope, Space to tick it, back to the name and
+	// Enter to submit.
+	do(t, ctx, "fill the form by keyboard", chromedp.Focus(chromedp.ID("name")), chromedp.KeyEvent("Production server"),
+		chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(" "))
+	if on := run(t, ctx, "ticked", chromedp.Evaluate[bool](`document.querySelector('input[name=scopes][value="patients:read"]').checked && document.querySelector('input[name=env][value=test]').checked`)); !on {
+		t.Fatal("Tab, Tab, Space did not tick the first scope with mode test")
+	}
 	shot(t, ctx, "portal-create")
-	do(t, ctx, "create", chromedp.Submit(chromedp.ID("name")), chromedp.WaitVisible(chromedp.ID("secret")))
+	do(t, ctx, "create with Enter", chromedp.Focus(chromedp.ID("name")), chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("secret")))
 	secret := run(t, ctx, "secret", chromedp.Value(chromedp.ID("secret")))
 	warning := run(t, ctx, "warning", chromedp.Text(chromedp.CSS(".alert.warning")))
 	if !strings.HasPrefix(secret, "sk_test_") || !strings.Contains(warning, "will not be shown again") {
@@ -56,6 +65,11 @@ func TestBrowserPortal(t *testing.T) {
 	do(t, ctx, "copy", chromedp.Click(chromedp.CSS("button[data-copy]")), chromedp.WaitVisible(chromedp.CSS("[data-copied]")))
 	shot(t, ctx, "portal-secret")
 	k.eventually(secret, http.StatusOK)
+	for range 4 {
+		if got := k.check(secret); got != http.StatusOK {
+			t.Fatalf("check: %d", got)
+		}
+	}
 
 	do(t, ctx, "back to the list", chromedp.Click(chromedp.CSS(`a.button[href="/portal/"]`)), chromedp.WaitVisible(chromedp.CSS("table.keys")))
 	page = run(t, ctx, "keys page", chromedp.OuterHTML(chromedp.CSS("html")))
@@ -63,8 +77,20 @@ func TestBrowserPortal(t *testing.T) {
 		t.Fatal("the list shows the secret again, or not the new key")
 	}
 
-	// Revoke, after a confirmation; the key stops working.
+	// Its page charts its checks (written every usage.flush_interval).
 	do(t, ctx, "open the new key", chromedp.Click(chromedp.Search(`//a[text()="Production server"]`)), chromedp.WaitVisible(chromedp.CSS("a.button.danger")))
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		caption := run(t, ctx, "usage", chromedp.Text(chromedp.ID("usage-day-desc")))
+		if n, _ := strconv.Atoi(strings.Fields(caption)[0]); n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage after 5 allowed checks: %q", caption)
+		}
+		do(t, ctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("usage-day-desc")))
+	}
+
+	// Revoke, after a confirmation; the key stops working.
 	do(t, ctx, "revoke", chromedp.Click(chromedp.CSS("a.button.danger")), chromedp.WaitVisible(chromedp.CSS("form button.danger")))
 	if k.check(secret) != http.StatusOK {
 		t.Fatal("the confirmation page revoked the key already")
@@ -74,8 +100,12 @@ func TestBrowserPortal(t *testing.T) {
 	k.eventually(secret, http.StatusUnauthorized)
 
 	// Roll the older key with a grace: both work, the new one is shown once.
+	k.history(older["id"].(string), "acme")
 	do(t, ctx, "open the older key", chromedp.Navigate(k.portal+"/portal/keys/"+older["id"].(string)), chromedp.WaitVisible(chromedp.CSS(`a[href$="/roll"]`)))
-	shot(t, ctx, "portal-key")
+	if n := run(t, ctx, "bars", chromedp.Evaluate[int](`document.querySelectorAll("#main svg.chart rect.bar").length`)); n < 24+29 {
+		t.Errorf("%d bars in the charts of a month of usage, want one an hour and one a day", n)
+	}
+	shot(t, ctx, "portal-usage")
 	do(t, ctx, "roll", chromedp.Click(chromedp.CSS(`a[href$="/roll"]`)), chromedp.WaitVisible(chromedp.ID("grace")))
 	do(t, ctx, "choose a grace", chromedp.SetValue(chromedp.ID("grace"), "1h"))
 	shot(t, ctx, "portal-roll")
@@ -157,6 +187,9 @@ func TestBrowserConsole(t *testing.T) {
 	shot(t, ctx, "console-grants")
 	do(t, ctx, "audit", chromedp.Click(chromedp.CSS(`nav a[href="/console/audit"]`)), chromedp.WaitVisible(chromedp.CSS("table.audit")))
 	shot(t, ctx, "console-audit")
+	k.history(id, "acme")
+	do(t, ctx, "usage", chromedp.Navigate(k.http+"/console/usage?tenant=acme"), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	shot(t, ctx, "console-usage")
 	do(t, ctx, "portal form", chromedp.Click(chromedp.CSS(`nav a[href="/console/portal"]`)), chromedp.WaitVisible(chromedp.ID("tenant")),
 		chromedp.SendKeys(chromedp.ID("tenant"), "acme"), chromedp.SendKeys(chromedp.ID("scopes"), "patients:read"),
 		chromedp.Submit(chromedp.ID("tenant")), chromedp.WaitVisible(chromedp.CSS("a[data-portal-link]")))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/store"
 )
 
 // chromiumPath is Debian's chromium, which .ci/run installs.
@@ -35,6 +36,7 @@ const (
 type keygate struct {
 	t                  *testing.T
 	http, portal, grpc string // base URLs / address
+	db                 string // the key database's URL
 }
 
 func freePort(t *testing.T) string {
@@ -54,6 +56,7 @@ func startKeygate(t *testing.T) *keygate {
 	sum := sha256.Sum256([]byte(browserViewerToken))
 	yaml := fmt.Sprintf(`
 database: {url: "sqlite:%s", poll_interval: 50ms, last_used_flush: 100ms}
+usage: {flush_interval: 100ms}
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
 log: {level: warn}
@@ -98,7 +101,7 @@ routes:
 		t.Fatal("server not ready in 20s")
 	}
 	g, h := srv.Addrs()
-	return &keygate{t: t, http: "http://" + h.String(), portal: "http://" + srv.PortalAddr().String(), grpc: g.String()}
+	return &keygate{t: t, http: "http://" + h.String(), portal: "http://" + srv.PortalAddr().String(), grpc: g.String(), db: cfg.Database.URL}
 }
 
 // adminPost calls the admin API with the admin token.
@@ -116,6 +119,28 @@ func (k *keygate) adminPost(path, body string) map[string]any {
 		k.t.Fatalf("POST %s: %d %v %v", path, resp.StatusCode, out, err)
 	}
 	return out
+}
+
+// history adds a month of made-up usage to a key, straight into the key
+// database, so that the charts in the screenshots have a past; the
+// present hour's counts come from real checks.
+func (k *keygate) history(id, tenant string) {
+	k.t.Helper()
+	db, err := store.Open(context.Background(), k.db, store.Options{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Now().UTC().Truncate(time.Hour)
+	var batch []store.UsageCount
+	for h := 1; h < 30*24; h++ {
+		start := now.Add(-time.Duration(h) * time.Hour)
+		busy := int64(40 + 30*((start.Hour()+6)%24)/6 + h%7*5) // a daily rhythm
+		batch = append(batch, store.UsageCount{KeyID: id, Tenant: tenant, Start: start, Allowed: busy, RateLimited: int64(h % 5 / 4 * 12), Denied: int64(h % 11 / 10 * 3)})
+	}
+	if err := db.AddUsage(context.Background(), batch); err != nil {
+		k.t.Fatal(err)
+	}
 }
 
 // check asks Keygate, as a proxy would, whether key may GET a patient,

@@ -67,6 +67,7 @@ func NewConsole(cfg ConsoleConfig) (*Console, error) {
 	mux.HandleFunc("GET /console/grants", c.page(c.grants))
 	mux.HandleFunc("POST /console/grants/{tenant}/{org}/revoke", c.page(c.revokeGrant))
 	mux.HandleFunc("GET /console/audit", c.page(c.audit))
+	mux.HandleFunc("GET /console/usage", c.page(c.tenantUsage))
 	mux.HandleFunc("GET /console/portal", c.page(c.portalForm))
 	mux.HandleFunc("POST /console/portal", c.page(c.openPortal))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
@@ -114,8 +115,12 @@ func (c *Console) LoginLink(ctx context.Context, baseURL string) (string, error)
 var LocalOperator = admin.Principal{Actor: store.Actor{Type: store.ActorOperator, Name: "local"}, Role: admin.RoleAdmin}
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	tok, ok := c.cfg.Tokens.Authenticate(strings.TrimSpace(r.PostFormValue("token")))
-	if c.cfg.Tokens.Empty() || !ok {
+	var tok admin.Token
+	ok := false
+	if !c.cfg.Tokens.Empty() {
+		tok, ok = c.cfg.Tokens.Authenticate(strings.TrimSpace(r.PostFormValue("token")))
+	}
+	if !ok {
 		v := c.base()
 		v.Title, v.Error, v.Data = "Sign in", "That admin token is not one this server knows.", c.loginData()
 		c.pages.render(w, c.log, http.StatusUnauthorized, "login", v)
@@ -207,6 +212,7 @@ func (c *Console) page(fn func(w http.ResponseWriter, r *http.Request, v view)) 
 			{Href: "/console/", Label: "Keys", Current: path == "/console/" || strings.HasPrefix(path, "/console/keys")},
 			{Href: "/console/grants", Label: "Grants", Current: path == "/console/grants"},
 			{Href: "/console/audit", Label: "Audit log", Current: path == "/console/audit"},
+			{Href: "/console/usage", Label: "Usage", Current: path == "/console/usage"},
 			{Href: "/console/portal", Label: "Open a tenant's portal", Current: path == "/console/portal"},
 		}
 		ctx := admin.WithCaller(r.Context(), p, admin.ClientIP(r), admin.RequestID(r))

@@ -74,3 +74,26 @@ func (c *Console) openPortal(w http.ResponseWriter, r *http.Request, v view) {
 	v.Data = d
 	c.pages.render(w, c.log, http.StatusCreated, "portal", v)
 }
+
+type tenantUsageData struct {
+	Tenant, FilterPath string
+	Usage              *usageCharts
+}
+
+// tenantUsage charts one tenant's decisions, summed over its keys.
+func (c *Console) tenantUsage(w http.ResponseWriter, r *http.Request, v view) {
+	d := tenantUsageData{Tenant: strings.TrimSpace(r.URL.Query().Get("tenant")), FilterPath: "/usage"}
+	v.Title = "Usage"
+	if d.Tenant != "" {
+		if _, err := c.svc.TenantUsage(r.Context(), d.Tenant, admin.UsageQuery{Granularity: "day"}); err != nil {
+			status, msg := outcome(c.log, err)
+			v.Error, v.Data = msg, d
+			c.pages.render(w, c.log, status, "usage", v)
+			return
+		}
+		d.Usage = c.usage(r, "", d.Tenant)
+		v.Title = "Usage of " + d.Tenant
+	}
+	v.Data = d
+	c.pages.render(w, c.log, http.StatusOK, "usage", v)
+}

@@ -172,3 +172,27 @@ func TestConsoleLink(t *testing.T) {
 		t.Errorf("second use: %d", again.StatusCode)
 	}
 }
+
+// TestConsoleWithoutTokens: with no admin token the sign-in page says how
+// to sign in instead, and a posted token is refused.
+func TestConsoleWithoutTokens(t *testing.T) {
+	e := newEnv(t, PortalConfig{})
+	for _, tokens := range []*admin.Tokens{nil, {}} {
+		c, err := NewConsole(ConsoleConfig{Service: e.svc, Tokens: tokens, SSO: &SSOLink{URL: "/console/sso/login"}, Log: e.cons.log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, httptest.NewRequest("GET", "/console/", nil))
+		if b := rec.Body.String(); rec.Code != 200 || !strings.Contains(b, "keygate serve") || !strings.Contains(b, `href="/console/sso/login"`) || strings.Contains(b, `id="token"`) {
+			t.Errorf("sign-in page without tokens: %d %s", rec.Code, b)
+		}
+		req := httptest.NewRequest("POST", "/console/login", strings.NewReader("token=x"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec = httptest.NewRecorder()
+		c.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized || len(rec.Result().Cookies()) != 0 {
+			t.Errorf("token posted without tokens: %d", rec.Code)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
 )
@@ -34,7 +35,8 @@ type env struct {
 	portal  *httptest.Server
 	console *httptest.Server
 	cons    *Console
-	now     atomic.Int64 // Unix nanoseconds the service reads as now; 0: the clock
+	logs    *syncbuf.Buffer // the portal's and the console's log, at debug
+	now     atomic.Int64    // Unix nanoseconds the service reads as now; 0: the clock
 }
 
 const (
@@ -81,7 +83,8 @@ func newEnv(t *testing.T, pc PortalConfig) *env {
 		t.Fatal(err)
 	}
 	e.db = db
-	log := slog.New(slog.DiscardHandler)
+	e.logs = &syncbuf.Buffer{}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pc.Service, pc.Log = e.svc, log
 	if pc.Branding.Title == "" {
 		pc.Branding = Branding{Title: "Acme API keys", AccentColor: "#0a7"}
@@ -194,4 +197,18 @@ func form() http.Header {
 // jsonPost is a same-origin JSON post's headers.
 func jsonPost() http.Header {
 	return http.Header{"Content-Type": {"application/json"}, "Sec-Fetch-Site": {"same-origin"}}
+}
+
+// noSecretsLogged fails the test if any of secrets is in the log.
+func (e *env) noSecretsLogged(secrets ...string) {
+	e.t.Helper()
+	logs := e.logs.String()
+	if !strings.Contains(logs, "portal:") {
+		e.t.Fatalf("nothing was logged: %q", logs)
+	}
+	for _, s := range secrets {
+		if s != "" && strings.Contains(logs, s) {
+			e.t.Errorf("the log holds a secret (%.12s…)", s)
+		}
+	}
 }

@@ -154,7 +154,7 @@ type keyData struct {
 	CanRevoke bool
 	CanRoll   bool
 	Graces    any
-	Usage     any
+	Usage     *usageCharts
 }
 
 func (p *site) loadKey(w http.ResponseWriter, r *http.Request, v view) (keyData, bool) {
@@ -175,7 +175,7 @@ func (p *site) showKey(w http.ResponseWriter, r *http.Request, v view) {
 	if !ok {
 		return
 	}
-	d.Usage = p.usage(r, d.Key.ID)
+	d.Usage = p.usage(r, d.Key.ID, "")
 	v.Title, v.Data = "Key "+d.Key.Display, d
 	p.pages.render(w, p.log, http.StatusOK, "key", v)
 }
@@ -260,5 +260,46 @@ func (p *site) audit(w http.ResponseWriter, r *http.Request, v view) {
 	p.pages.render(w, p.log, http.StatusOK, "audit", v)
 }
 
-// usage is the key's usage charts; nil until usage is recorded per key.
-func (p *site) usage(_ *http.Request, _ string) any { return nil }
+// usageCharts are a key's or a tenant's decisions over the last 24 hours
+// (hourly) and 30 days (daily).
+type usageCharts struct {
+	Day, Month chartView
+}
+
+// usage charts key id's (or, with id empty, tenant's) usage; nil when the
+// caller may not read usage or it could not be read (the page still shows).
+func (p *site) usage(r *http.Request, id, tenant string) *usageCharts {
+	ctx := r.Context()
+	if !admin.CallerOf(ctx).Can(admin.PermUsageRead) {
+		return nil
+	}
+	now := time.Now()
+	read := func(q admin.UsageQuery) (admin.UsageView, error) {
+		if id != "" {
+			return p.svc.KeyUsage(ctx, id, q)
+		}
+		return p.svc.TenantUsage(ctx, tenant, q)
+	}
+	day, err := read(admin.UsageQuery{Since: now.Add(-23 * time.Hour), Until: now, Granularity: "hour"})
+	if err != nil {
+		p.log.Error(p.name+": reading usage", slog.Any("error", err))
+		return nil
+	}
+	month, err := read(admin.UsageQuery{Since: now.Add(-29 * 24 * time.Hour), Until: now, Granularity: "day"})
+	if err != nil {
+		p.log.Error(p.name+": reading usage", slog.Any("error", err))
+		return nil
+	}
+	return &usageCharts{
+		Day:   newChart("usage-day", "Last 24 hours", points(day), true),
+		Month: newChart("usage-month", "Last 30 days", points(month), false),
+	}
+}
+
+func points(v admin.UsageView) []usagePoint {
+	out := make([]usagePoint, len(v.Buckets))
+	for i, b := range v.Buckets {
+		out[i] = usagePoint{Start: b.Start, Allowed: b.Allowed, RateLimited: b.RateLimited, Denied: b.Denied}
+	}
+	return out
+}

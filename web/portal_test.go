@@ -34,6 +34,7 @@ func TestPortalCode(t *testing.T) {
 			c.Secure != secure || c.MaxAge < 3590 || c.MaxAge > 3600 || strings.Contains(link, c.Value) {
 			t.Errorf("cookie %+v (secure %v): want keygate_portal, HttpOnly, SameSite=Strict, Path=/portal, an hour, not the code", c, secure)
 		}
+		e.noSecretsLogged(link[strings.LastIndexByte(link, '/')+1:], c.Value)
 		again := noRedirect(t, "GET", link, "", nil)
 		if again.StatusCode != http.StatusNotFound || len(again.Cookies()) != 0 || !strings.Contains(bodyOf(again), "used already") {
 			t.Errorf("second use: %d, cookies %v", again.StatusCode, again.Cookies())
@@ -171,6 +172,7 @@ func TestPortalTenantIsolation(t *testing.T) {
 	createVia(t, e, c)
 	for _, rt := range []struct{ method, path, body string }{
 		{"GET", "/portal/api/v1/keys/" + theirs.ID, ""},
+		{"GET", "/portal/api/v1/keys/" + theirs.ID + "/usage", ""},
 		{"POST", "/portal/api/v1/keys/" + theirs.ID + "/revoke", ""},
 		{"POST", "/portal/api/v1/keys/" + theirs.ID + "/roll", `{"grace":"24h"}`},
 		{"GET", "/portal/keys/" + theirs.ID, ""},
@@ -282,6 +284,7 @@ func TestPortalPermissions(t *testing.T) {
 	if want := []string{"key.revoked", "key.rolled", "key.created"}; !slices.Equal(actions, want) {
 		t.Errorf("audit %v, want %v", actions, want)
 	}
+	e.noSecretsLogged(full.Value, ro.Value, testOnly.Value, rolled["key"].(string))
 	// Logging out ends the session on the server, not only the cookie.
 	lo := noRedirect(t, "POST", e.portal.URL+"/portal/api/v1/logout", "", jsonPost(), full)
 	if lo.StatusCode != http.StatusOK || len(lo.Cookies()) != 1 || lo.Cookies()[0].MaxAge >= 0 {
@@ -304,5 +307,20 @@ func TestPortalBackLink(t *testing.T) {
 	}
 	if _, err := url.Parse(e.portal.URL); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPortalCrossSiteArrival: a cross-site navigation carries no
+// SameSite=Strict cookie, so the page it lands on offers (and the script
+// follows) a same-site link to itself, which does; nothing else is done.
+func TestPortalCrossSiteArrival(t *testing.T) {
+	e := newEnv(t, PortalConfig{})
+	r := noRedirect(t, "GET", e.portal.URL+"/portal/", "", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	if b := bodyOf(r); r.StatusCode != http.StatusUnauthorized || !strings.Contains(b, `href="/portal/" data-autofollow`) {
+		t.Errorf("cross-site arrival: %d %s", r.StatusCode, b)
+	}
+	r = noRedirect(t, "GET", e.portal.URL+"/portal/", "", http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	if b := bodyOf(r); r.StatusCode != http.StatusUnauthorized || strings.Contains(b, "data-autofollow") {
+		t.Errorf("same-origin arrival without a session loops: %s", b)
 	}
 }

@@ -54,6 +54,8 @@ var funcs = template.FuncMap{
 		return ""
 	},
 	"join": strings.Join,
+	"sub":  func(a, b int) int { return a - b },
+	"div":  func(a, b int) int { return a / b },
 	"has": func(list []string, s string) bool {
 		for _, v := range list {
 			if v == s {
