@@ -19,10 +19,13 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/tracing"
 )
 
 // Errors Lookup returns; callers check them with errors.Is.
@@ -69,6 +72,9 @@ type Config struct {
 	PollInterval time.Duration // change-feed poll; the backstop when notices exist
 	QueryTimeout time.Duration // per database call made by the cache
 	WarmStart    bool          // load active keys before reporting ready
+	// Tracer, if set, traces a miss's database query as a child of the
+	// caller's span (when that is recorded); nil: no spans.
+	Tracer trace.Tracer
 	// Now is the clock of decisions (key status, the look-up budget,
 	// negative TTLs); nil means time.Now.
 	Now func() time.Time
@@ -221,7 +227,20 @@ func (c *Cache) fill(ctx context.Context, h keys.Hash) (*entry, error) {
 	gen := c.gen.Load()
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.QueryTimeout)
 	defer cancel()
+	var span trace.Span
+	if c.cfg.Tracer != nil {
+		qctx, span = tracing.Child(qctx, c.cfg.Tracer, "key database lookup", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("db.operation.name", "KeyByHash")))
+	}
 	rec, err := c.src.KeyByHash(qctx, h)
+	if span != nil {
+		span.SetAttributes(attribute.Bool("keygate.key.found", err == nil))
+		failed := err
+		if errors.Is(err, store.ErrNotFound) {
+			failed = nil // an unknown key is an answer, not a failure
+		}
+		tracing.End(span, failed)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.store(gen, h, nil)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/keygate/keygate/cache"
@@ -100,7 +101,10 @@ type Config struct {
 	// TrustedHops is how many proxies in front of Envoy append to
 	// X-Forwarded-For; 0 means the client is Envoy's source address.
 	TrustedHops int
-	Now         func() time.Time // nil: time.Now
+	// Tracer, if set, starts a span per decision that joins the caller's
+	// trace (trace.go); nil: no tracing work at all.
+	Tracer trace.Tracer
+	Now    func() time.Time // nil: time.Now
 }
 
 // Server decides Checks. It is safe for concurrent use.
@@ -163,7 +167,8 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	for c := range s.codeValues {
 		s.codeValues[c] = structpb.NewStringValue(Code(c).String())
 	}
-	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}, exts: &extCache{}}
+	s.names = headerNames{auth: cfg.Headers.Auth, org: cfg.Headers.Org, injected: map[string]bool{}, exts: &extCache{},
+		trace: cfg.Tracer != nil}
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {
 		s.names.injected[h] = true
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HTTPPrefix is where the HTTP authorization endpoint lives on the HTTP
@@ -23,7 +25,12 @@ func (s *Server) HTTPHandler() http.Handler {
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	start := time.Now()
 	r := s.names.fromHTTP(hr)
-	d := s.decideAt(hr.Context(), &r, start)
+	ctx := hr.Context()
+	var span trace.Span
+	if s.cfg.Tracer != nil {
+		ctx, span = s.startSpan(ctx, &r, start, httpSpanName)
+	}
+	d := s.decideAt(ctx, &r, start)
 	h := w.Header()
 	if d.Code == CodeIntrospection {
 		for _, kv := range s.introspectionHeaders(&d) {
@@ -54,7 +61,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 		w.WriteHeader(d.Code.HTTPStatus())
 		w.Write(body)
 	}
-	s.finish(hr.Context(), &r, &d, start)
+	s.finish(ctx, &r, &d, start)
+	if span != nil {
+		endSpan(span, &d)
+	}
 }
 
 // fromHTTP maps an HTTP authorization request. The original method and URI

@@ -23,6 +23,9 @@ type Request struct {
 	// X-Forwarded-For header, for TrustedHops.
 	Source       string
 	ForwardedFor string
+	// TraceParent and TraceState are the W3C trace context headers, read
+	// only when tracing is on.
+	TraceParent, TraceState string
 	// Strip lists client-sent headers under the reserved x-keygate- prefix
 	// that Keygate does not set itself: they are removed before the upstream.
 	Strip []string
@@ -35,6 +38,7 @@ type headerNames struct {
 	auth, org string
 	injected  map[string]bool
 	exts      *extCache // for the wire reader
+	trace     bool      // read traceparent and tracestate
 }
 
 // fromCheck maps a CheckRequest. Envoy sends headers either in the headers
@@ -82,6 +86,10 @@ func (n *headerNames) header(r *Request, k, v string, joined bool) {
 		r.RequestID = v
 	case k == "x-forwarded-for":
 		r.ForwardedFor = v
+	case n.trace && k == "traceparent":
+		r.TraceParent = v
+	case n.trace && k == "tracestate":
+		r.TraceState = v
 	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
 		r.Strip = append(r.Strip, k)
 	}

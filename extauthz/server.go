@@ -7,6 +7,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 )
 
@@ -61,6 +62,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 // answer is for Keygate's codec (toWire) when forWire is set, else a
 // CheckResponse message on its own.
 func (s *Server) check(ctx context.Context, r *Request, start time.Time, forWire bool) any {
+	var span trace.Span
+	if s.cfg.Tracer != nil {
+		ctx, span = s.startSpan(ctx, r, start, checkSpanName)
+	}
 	d := s.decideAt(ctx, r, start)
 	var resp any
 	if forWire {
@@ -69,6 +74,9 @@ func (s *Server) check(ctx context.Context, r *Request, start time.Time, forWire
 		resp = s.toCheckResponse(&d)
 	}
 	s.finish(ctx, r, &d, start)
+	if span != nil {
+		endSpan(span, &d)
+	}
 	return resp
 }
 
@@ -95,7 +103,7 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 	// (runtime.Callers) on every Check for a source we never print.
 	rec := slog.NewRecord(end, level, "decision", 0)
 	// All attributes in one call: the record grows its overflow slice once.
-	var buf [11]slog.Attr
+	var buf [12]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("decision", decision),
 		slog.String("code", d.Code.String()),
@@ -110,6 +118,12 @@ func (s *Server) finish(ctx context.Context, r *Request, d *Decision, start time
 	}
 	if d.Org != "" {
 		attrs = append(attrs, slog.String("org", d.Org))
+	}
+	if s.cfg.Tracer != nil {
+		// The line names its trace, when one was recorded.
+		if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
 	}
 	rec.AddAttrs(attrs...)
 	if err := s.log.Handler().Handle(ctx, rec); err != nil {

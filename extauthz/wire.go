@@ -102,6 +102,8 @@ func (s span) len() int { return s.end - s.start }
 type wireHeaders struct {
 	auth, org, requestID, forwardedFor             span
 	hasAuth, hasOrg, hasRequestID, hasForwardedFor bool
+	traceParent, traceState                        span // read when names.trace
+	hasTraceParent, hasTraceState                  bool
 	authCount, orgCount                            int
 	strip                                          []string
 	entries                                        int
@@ -376,6 +378,10 @@ func (r *wireReader) mapHeader(k, v span) {
 		h.requestID, h.hasRequestID = v, true
 	case string(kb) == "x-forwarded-for":
 		h.forwardedFor, h.hasForwardedFor = v, true
+	case n.trace && string(kb) == "traceparent":
+		h.traceParent, h.hasTraceParent = v, true
+	case n.trace && string(kb) == "tracestate":
+		h.traceState, h.hasTraceState = v, true
 	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)]:
 		if !slices.Contains(h.strip, string(kb)) {
 			h.strip = append(h.strip, string(kb))
@@ -406,6 +412,10 @@ func (r *wireReader) listHeader(k, v span) {
 		h.requestID, h.hasRequestID = v, true
 	case asciiLowerEqual(kb, "x-forwarded-for"):
 		h.forwardedFor, h.hasForwardedFor = v, true
+	case n.trace && asciiLowerEqual(kb, "traceparent"):
+		h.traceParent, h.hasTraceParent = v, true
+	case n.trace && asciiLowerEqual(kb, "tracestate"):
+		h.traceState, h.hasTraceState = v, true
 	case len(kb) >= len(reservedPrefix) && asciiLowerEqual(kb[:len(reservedPrefix)], reservedPrefix):
 		if lower := asciiLower(kb); !n.injected[lower] {
 			h.strip = append(h.strip, lower)
@@ -426,6 +436,10 @@ func (r *wireReader) listHeaderNamed(k string, v span) {
 		h.requestID, h.hasRequestID = v, true
 	case k == "x-forwarded-for":
 		h.forwardedFor, h.hasForwardedFor = v, true
+	case n.trace && k == "traceparent":
+		h.traceParent, h.hasTraceParent = v, true
+	case n.trace && k == "tracestate":
+		h.traceState, h.hasTraceState = v, true
 	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
 		h.strip = append(h.strip, k)
 	}
@@ -454,6 +468,8 @@ func (r *wireReader) finish(req *Request) error {
 		{h.org, h.hasOrg, &req.Org, !list},
 		{h.requestID, h.hasRequestID, &req.RequestID, !list},
 		{h.forwardedFor, h.hasForwardedFor, &req.ForwardedFor, !list},
+		{h.traceParent, h.hasTraceParent, &req.TraceParent, !list},
+		{h.traceState, h.hasTraceState, &req.TraceState, !list},
 	}
 	total := 0
 	for _, k := range kept {

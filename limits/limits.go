@@ -29,6 +29,10 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/keygate/keygate/tracing"
 )
 
 // Errors Allow returns.
@@ -100,7 +104,10 @@ type Config struct {
 	// (default 128).
 	PipelineWindow time.Duration
 	PipelineLimit  int
-	Now            func() time.Time
+	// Tracer, if set, traces each wait for Redis as a child of the
+	// caller's span (when that is recorded); nil: no spans.
+	Tracer trace.Tracer
+	Now    func() time.Time
 }
 
 // WindowState is one window's state after a request.
@@ -397,7 +404,15 @@ func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int)
 	for i, w := range p.windows {
 		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), &p.args[i], n))
 	}
-	if err := l.pipe.do(ctx, o, l.cfg.Timeout); err != nil {
+	var span trace.Span
+	if l.cfg.Tracer != nil { // the options cost allocations: only when tracing
+		_, span = tracing.Child(ctx, l.cfg.Tracer, "redis gcra", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("db.system.name", "redis"), attribute.String("db.operation.name", "EVALSHA"),
+				attribute.Int("db.operation.batch.size", len(o.cmds)), attribute.Int("keygate.ratelimit.requests", n)))
+	}
+	err := l.pipe.do(ctx, o, l.cfg.Timeout)
+	tracing.End(span, err)
+	if err != nil {
 		// What Redis answers later is given back by refundAbandoned.
 		return Result{}, fmt.Errorf("redis: %w", err)
 	}

@@ -98,6 +98,8 @@ func registerStateMetrics(reg prometheus.Registerer, kc *cache.Cache, lim *limit
 	ls := func(f func(limits.Stats) float64) func() float64 { return func() float64 { return f(lim.Stats()) } }
 	cs = append(cs,
 		gauge("keygate_redis_up", "1 when Redis answers (0 when down or not configured).", ls(func(s limits.Stats) float64 { return b(s.RedisUp) })),
+		gauge("keygate_redis_configured", "1 when redis.url is set: keygate_redis_up 0 then means Redis is down.",
+			ls(func(s limits.Stats) float64 { return b(s.RedisConfigured) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_redis_errors_total", Help: "Failed Redis calls of the rate limiter."},
 			ls(func(s limits.Stats) float64 { return float64(s.RedisErrors) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_ratelimit_local_denials_total", Help: "Over-limit requests denied from the local deny cache, without a Redis call."},

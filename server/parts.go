@@ -58,7 +58,10 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 			p.close()
 		}
 	}()
-	if p.limiter, err = limits.New(cfg.Limiter(), log); err != nil {
+	tracer := s.tracing.Tracer() // nil: traces off
+	lc := cfg.Limiter()
+	lc.Tracer = tracer
+	if p.limiter, err = limits.New(lc, log); err != nil {
 		return nil, err
 	}
 	if cfg.Redis.URL == "" {
@@ -67,7 +70,7 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	p.cache, err = cache.New(cache.Config{
 		MaxKeys: cfg.Cache.MaxKeys, NegativeTTL: cfg.Cache.NegativeTTL, PollInterval: cfg.Database.PollInterval,
 		QueryTimeout: cfg.Database.Timeout, WarmStart: cfg.Cache.WarmStart,
-		NegativeMax: cfg.Cache.NegativeMax, MissLookups: cfg.Cache.MissLookupsPerSecond,
+		NegativeMax: cfg.Cache.NegativeMax, MissLookups: cfg.Cache.MissLookupsPerSecond, Tracer: tracer,
 	}, db, log)
 	if err != nil {
 		return nil, err
@@ -106,7 +109,7 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	ecfg := extauthz.Config{
 		Formats: s.formats, Hasher: s.hasher, Policy: s.policy,
 		Headers: cfg.HeaderNames(), Realm: cfg.Auth.Realm, Errors: &ef, TrustedHops: cfg.Auth.TrustedHops,
-		RateLimited: p.events,
+		RateLimited: p.events, Tracer: tracer,
 	}
 	if p.failures != nil { // a nil *Failures must not become a non-nil interface
 		ecfg.Failures = p.failures

@@ -2,7 +2,7 @@
 // config.Config: the key database, the cache that follows it, the rate
 // limiter, the usage recorder, the ext_authz gRPC service, the HTTP
 // listener (health, metrics, /authz, the admin API), the events publisher
-// (webhooks) and, with secret scanning on, the portal listener. `keygate serve`, the
+// (webhooks) and the portal listener (the API-keys portal, GitHub's secret scanning). `keygate serve`, the
 // load harness and the process tests all build their server here, so
 // that what is measured and tested is what users run.
 package server
@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,8 @@ import (
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/tracing"
+	"github.com/keygate/keygate/web"
 )
 
 // Server is one Keygate process's server. New validates and builds what
@@ -44,6 +47,7 @@ type Server struct {
 	hasher  *keys.Hasher
 	policy  *policy.Policy
 	events  events.Config // with its endpoints' secrets read
+	tracing *tracing.Tracing
 
 	ready chan struct{} // closed once both listeners are bound
 	mu    sync.Mutex    // guards what Run sets for the accessors
@@ -52,6 +56,10 @@ type Server struct {
 	portA net.Addr // nil: no portal listener
 	kc    *cache.Cache
 	lim   *limits.Limiter
+	// console, once httpMux has built it; consoleLinkOut is where the
+	// one-time console link goes (os.Stderr) when no admin token is set.
+	console        *web.Console
+	consoleLinkOut io.Writer
 }
 
 // New validates cfg and builds the parts of the server that need no I/O.
@@ -75,10 +83,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	tr, err := newTracing(log)
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
-		cfg: cfg, log: log, formats: formats, policy: pol, events: ev,
+		cfg: cfg, log: log, formats: formats, policy: pol, events: ev, tracing: tr,
 		hasher: keys.NewHasher([]byte(cfg.Database.Pepper)),
-		ready:  make(chan struct{}),
+		ready:  make(chan struct{}), consoleLinkOut: os.Stderr,
 	}, nil
 }
 
@@ -132,6 +144,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	if err := s.startTracing(ctx); err != nil {
+		return err
+	}
+	defer s.flushTraces(ctx)
 	p, err := s.build(db)
 	if err != nil {
 		return err
@@ -174,8 +190,11 @@ func (s *Server) Run(ctx context.Context) error {
 			hlis.Close()
 			return fmt.Errorf("portal.addr: %w", err)
 		}
-		log.Info("secret scanning: GitHub posts leaked keys to "+secretscan.Path, slog.String("portal_addr", plis.Addr().String()),
-			slog.String("action", cfg.SecretScanning.Action))
+		log.Info("portal listening", slog.String("portal_addr", plis.Addr().String()), slog.String("public_url", cfg.Portal.PublicURL))
+		if cfg.SecretScanning.Enabled {
+			log.Info("secret scanning: GitHub posts leaked keys to "+secretscan.Path, slog.String("portal_addr", plis.Addr().String()),
+				slog.String("action", cfg.SecretScanning.Action))
+		}
 	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
@@ -188,6 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	close(s.ready)
+	s.printConsoleLink(ctx, hlis.Addr())
 
 	// Background work outlives the listeners: it stops only after in-flight
 	// Checks have drained, so their last_used_at writes are flushed.
@@ -250,6 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil
 	}
+	s.flushTraces(ctx)
 	log.Info("keygate stopped")
 	return err
 }

@@ -95,6 +95,8 @@ type DB interface {
 
 	// Outbox is the events outbox and the webhook deliveries.
 	Outbox
+	// Sessions are the portal's and the console's sessions.
+	Sessions
 
 	// TouchLastUsed records use times by key ID, never moving one back.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error

@@ -53,7 +53,7 @@ const (
 	// The default run. noop-raw, on request, is a floor below the no-op:
 	// gRPC alone, the request not even decoded.
 	allServers   = srvNoop + "," + srvInProc + "," + srvRedis
-	knownServers = srvNoop + "," + srvNoopRaw + "," + srvInProc + "," + srvRedis
+	knownServers = srvNoop + "," + srvNoopRaw + "," + srvInProc + "," + srvRedis + "," + srvInProcTraced + "," + srvRedisTraced
 )
 
 var labels = map[string]string{
@@ -61,6 +61,9 @@ var labels = map[string]string{
 	srvNoopRaw: "no-op, request not decoded",
 	srvInProc:  "keygate (in-process limits)",
 	srvRedis:   "keygate (redis limits)",
+	// trace.go
+	srvInProcTraced: "keygate (in-process limits, traced)",
+	srvRedisTraced:  "keygate (redis limits, traced)",
 }
 
 // Result is one server's row.
@@ -95,6 +98,10 @@ type Result struct {
 	// for up to the end of the measured intervals: no more can be sent.
 	Scheduled  uint64 `json:"scheduled,omitempty"`
 	FirstError string `json:"first_error,omitempty"`
+	// TraceRPSRatio and TraceP99Ratio are a traced row's figures over the
+	// same server's untraced row (trace.go).
+	TraceRPSRatio float64 `json:"rps_ratio_to_untraced,omitempty"`
+	TraceP99Ratio float64 `json:"p99_ratio_to_untraced,omitempty"`
 	// ByRound holds each round's figures; the fields above are their
 	// medians (sums for the counts).
 	ByRound      []Round `json:"by_round,omitempty"`
@@ -150,6 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	profileDir := fs.String("profile", "", "write CPU, allocation and mutex profiles of one server's measured run to this directory")
 	profileServer := fs.String("profile-server", srvInProc, "the server -profile profiles: one of "+knownServers)
+	traceRatio := fs.Float64("trace", 0, "also run each Keygate with traces on, sampling this ratio (0.01: 1%) of checks, exported over OTLP/gRPC to an in-process receiver that discards them; 0: tracing off only")
 	logTo := fs.String("log", "", "file for Keygate's decision log (JSON, info); default: discarded after formatting")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -174,6 +182,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 		}
 		which = append(which, s)
 	}
+	if *traceRatio < 0 || *traceRatio > 1 {
+		return nil, fmt.Errorf("-trace: %v is not a ratio between 0 and 1", *traceRatio)
+	}
+	var err error
+	if which, err = withTraced(which, *traceRatio); err != nil {
+		return nil, err
+	}
 	if _, ok := labels[*profileServer]; !ok {
 		return nil, fmt.Errorf("-profile-server: unknown server %q (want one of %s)", *profileServer, knownServers)
 	}
@@ -194,7 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 
 	results, err := measureAll(ctx, which, o, benchOpts{
 		rounds: o.rounds, redisURL: *redisURL, redisPrivate: *redisPrivate, log: logW,
-		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr,
+		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr, trace: *traceRatio,
 	})
 	if err != nil {
 		return results, err
@@ -204,7 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 		Mode: "closed-loop", Rate: o.rate, Concurrency: o.concurrency, Conns: o.conns, Rounds: o.rounds, Decode: o.decode, Workload: o.work.String(),
 		Duration: o.duration.String(), Warmup: o.warmup.String(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
-		Results: results, Notes: notes(o, results),
+		Results: results, Notes: append(notes(o, results), traceNotes(results, *traceRatio)...),
 	}
 	if o.rate > 0 {
 		rep.Mode = "fixed-rate"

@@ -134,6 +134,9 @@ func TestHarnessFlags(t *testing.T) {
 		{"three windows", []string{"-windows", "3"}, "-windows"},
 		{"unknown server", []string{"-servers", "noop,envoy"}, "-servers"},
 		{"stray argument", []string{"now"}, "unexpected arguments"},
+		{"trace over 1", []string{"-trace", "1.5"}, "-trace"},
+		{"negative trace", []string{"-trace", "-0.01"}, "-trace"},
+		{"traced server without -trace", []string{"-servers", "noop,inproc-traced"}, "-trace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"slices"
 	"time"
+
+	"github.com/keygate/keygate/internal/otlprecv"
 )
 
 // benchOpts are the run's settings besides the load.
@@ -20,6 +22,7 @@ type benchOpts struct {
 	profileDir    string    // "": no profiles
 	profileServer string
 	stderr        io.Writer
+	trace         float64 // the traced servers' sampling ratio
 }
 
 // measureAll starts every server, then drives them in turn, round after
@@ -30,15 +33,21 @@ type benchOpts struct {
 func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([]Result, error) {
 	results := make([]Result, len(which))
 	servers := make([]*server, len(which))
+	var recv *otlprecv.Receiver // traces of the traced servers
 	defer func() {
 		for _, srv := range servers {
 			if srv != nil {
-				srv.stop()
+				srv.stop() // a traced server flushes its spans here
 			}
+		}
+		if recv != nil {
+			recv.Close()
+			fmt.Fprintf(b.stderr, "keygate-bench: the OTLP receiver took %d span(s)\n", recv.Received())
 		}
 	}()
 	runID := fmt.Sprintf("keygate-bench:%d:%d:", os.Getpid(), time.Now().UnixNano())
-	if b.redisPrivate && slices.Contains(which, srvRedis) {
+	hasRedis := slices.Contains(which, srvRedis) || slices.Contains(which, srvRedisTraced)
+	if b.redisPrivate && hasRedis {
 		url, stop, err := startPrivateRedis(ctx)
 		if err != nil {
 			return results, err
@@ -49,7 +58,7 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 	// Redis's CPU is counted in every row, so the rows stay comparable
 	// (with a private Redis only the Redis row moves it).
 	var redisCPU func() (time.Duration, error)
-	if slices.Contains(which, srvRedis) && redisReachable(ctx, b.redisURL) == nil {
+	if hasRedis && redisReachable(ctx, b.redisURL) == nil {
 		read, closeReader, err := redisCPUReader(b.redisURL)
 		if err != nil {
 			return results, err
@@ -59,8 +68,14 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 			redisCPU = read
 		}
 	}
+	if slices.Contains(which, srvInProcTraced) || slices.Contains(which, srvRedisTraced) {
+		var err error
+		if recv, err = otlprecv.Start(otlprecv.Config{Discard: true}); err != nil {
+			return results, err
+		}
+	}
 	var seeded *keyDB
-	if slices.Contains(which, srvInProc) || slices.Contains(which, srvRedis) {
+	if slices.ContainsFunc(which, func(s string) bool { return s != srvNoop && s != srvNoopRaw }) {
 		fmt.Fprintf(b.stderr, "keygate-bench: seeding %d key(s)…\n", o.work.keyCount())
 		var err error
 		if seeded, err = seedKeyDB(ctx, o.work); err != nil {
@@ -76,16 +91,24 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 			servers[i], err = startNoop()
 		case srvNoopRaw:
 			servers[i], err = startNoopRaw()
-		case srvInProc:
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, work: o.work, keys: seeded})
-		case srvRedis:
+		case srvInProc, srvInProcTraced:
+			env := untracedEnv
+			if name == srvInProcTraced {
+				env = traceEnv(recv, b.trace)
+			}
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, work: o.work, keys: seeded, env: env})
+		case srvRedis, srvRedisTraced:
 			if perr := redisReachable(ctx, b.redisURL); perr != nil {
 				results[i].Skipped = "redis unreachable"
 				results[i].FirstError = perr.Error()
 				results[i].redisSkipped = true
 				continue
 			}
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID, work: o.work, keys: seeded})
+			env := untracedEnv
+			if name == srvRedisTraced {
+				env = traceEnv(recv, b.trace)
+			}
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID + name + ":", work: o.work, keys: seeded, env: env})
 		}
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", results[i].Label, err)
@@ -143,6 +166,9 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 			cpuBase = rounds[inproc]
 		}
 		combine(&results[i], rounds[i], base, cpuBase)
+		if u := slices.Index(which, untraced[which[i]]); u >= 0 && servers[u] != nil {
+			traceRatios(&results[i], rounds[i], rounds[u])
+		}
 	}
 	return results, nil
 }

@@ -144,8 +144,9 @@ type keygateOpts struct {
 	redisURL  string // "" for in-process limits
 	keyPrefix string // Redis key prefix, unique per run
 	log       io.Writer
-	work      workload // the keys' plan
-	keys      *keyDB   // the seeded key database each server starts from a copy of
+	work      workload          // the keys' plan
+	keys      *keyDB            // the seeded key database each server starts from a copy of
+	env       map[string]string // set while the server starts (tracing)
 }
 
 // startKeygate runs Keygate as `keygate serve` does (server.New, Run)
@@ -176,13 +177,16 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, err
 	}
 	cfg := o.work.config(dbFile)
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
 	// Decisions are logged at info as in production, in JSON, to o.log
 	// (io.Discard by default): the formatting cost stays, the terminal's
 	// does not.
 	log := kgserver.NewLogger(config.Log{Level: "info", Format: "json"}, o.log)
 
+	if o.env != nil {
+		defer setEnv(o.env)() // read by New, and by Run until Ready
+	}
 	srv, err := kgserver.New(cfg, log)
 	if err != nil {
 		return nil, err
