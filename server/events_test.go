@@ -229,15 +229,31 @@ func TestEventsEndToEnd(t *testing.T) {
 			t.Errorf("%s by %v, want github", typ, actor)
 		}
 	}
-	stop()
-
-	// After the stop: one key.rate_limited event in the outbox for the
-	// five 429s, every event delivered once, every signature good.
+	// The receiver has answered; the sender records the delivery just
+	// after. A stop before that would leave it pending, to be sent again
+	// by the next server: at least once, as designed, but not this test's
+	// question.
 	db, err := store.Open(t.Context(), "sqlite:"+dbPath, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	waitUntil(t, "every delivery recorded", 10*time.Second, func() bool {
+		ds, err := db.Deliveries(t.Context(), store.DeliveryFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.Status != store.DeliveryDelivered {
+				return false
+			}
+		}
+		return len(ds) == 4
+	})
+	stop()
+
+	// After the stop: one key.rate_limited event in the outbox for the
+	// five 429s, every event delivered once, every signature good.
 	ds, err := db.Deliveries(t.Context(), store.DeliveryFilter{})
 	if err != nil {
 		t.Fatal(err)
