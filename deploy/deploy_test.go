@@ -407,7 +407,8 @@ func TestHelm(t *testing.T) {
 		{name: "other ports", migrate: true, set: []string{"ports.grpc=19191", "ports.http=19090"}},
 		{name: "monitoring", migrate: true, set: []string{"monitoring.prometheusRule.enabled=true",
 			"monitoring.grafanaDashboard.enabled=true", "monitoring.grafanaDashboard.namespace=monitoring",
-			"monitoring.prometheusRule.labels.release=kube-prometheus-stack"}},
+			"monitoring.prometheusRule.labels.release=kube-prometheus-stack",
+			"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel-collector:4317"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -96,6 +97,19 @@ func checkMonitoring(t *testing.T, objs []object, on bool) {
 	json.Unmarshal(want, &wantJSON)
 	if !reflect.DeepEqual(got, wantJSON) {
 		t.Errorf("dashboard ConfigMap keygate.json is not %s", dashboardFile)
+	}
+
+	// Tracing: extraEnv reaches the keygate container.
+	found := false
+	for _, d := range find[*appsv1.Deployment](objs) {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				found = found || c.Name == "keygate" && e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT" && e.Value == "http://otel-collector:4317"
+			}
+		}
+	}
+	if !found {
+		t.Error("extraEnv's OTEL_EXPORTER_OTLP_ENDPOINT is not in the keygate container's environment")
 	}
 
 	pr := rules[0]

@@ -28,7 +28,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	ctx := hr.Context()
 	var span trace.Span
 	if s.cfg.Tracer != nil {
-		ctx, span = s.startSpan(ctx, &r, start, httpSpanName)
+		ctx, span = s.startSpan(ctx, &r, httpSpanName)
 	}
 	d := s.decideAt(ctx, &r, start)
 	h := w.Header()

@@ -64,7 +64,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 func (s *Server) check(ctx context.Context, r *Request, start time.Time, forWire bool) any {
 	var span trace.Span
 	if s.cfg.Tracer != nil {
-		ctx, span = s.startSpan(ctx, r, start, checkSpanName)
+		ctx, span = s.startSpan(ctx, r, checkSpanName)
 	}
 	d := s.decideAt(ctx, r, start)
 	var resp any

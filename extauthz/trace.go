@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/attribute"
@@ -51,14 +50,19 @@ func (c *traceCarrier) Get(k string) string {
 func (c *traceCarrier) Set(string, string) {}
 func (c *traceCarrier) Keys() []string     { return []string{"traceparent", "tracestate"} }
 
-// startSpan starts the span of deciding r, which arrived at start, as a
-// child of the caller's span when r carries a valid traceparent. The
-// sampler (parent-based by default) follows the caller's sampled flag.
-func (s *Server) startSpan(ctx context.Context, r *Request, start time.Time, name string) (context.Context, trace.Span) {
+// spanOptions are those of every check span, built once: a span the
+// sampler drops then costs no allocation for its options. The span starts
+// when startSpan is called, as the request's decision does.
+var spanOptions = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
+// startSpan starts the span of deciding r as a child of the caller's span
+// when r carries a valid traceparent. The sampler (parent-based by
+// default) follows the caller's sampled flag.
+func (s *Server) startSpan(ctx context.Context, r *Request, name string) (context.Context, trace.Span) {
 	if r.TraceParent != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, &traceCarrier{parent: r.TraceParent, state: r.TraceState})
 	}
-	return s.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	return s.cfg.Tracer.Start(ctx, name, spanOptions...)
 }
 
 // endSpan notes the decision on a recorded span and ends it.

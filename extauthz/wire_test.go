@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -15,6 +16,11 @@ import (
 )
 
 var wireNames = &headerNames{auth: "authorization", org: "x-organization-id", injected: map[string]bool{"x-keygate-tenant": true}, exts: &extCache{}}
+
+// tracedNames are wireNames with tracing on: traceparent and tracestate
+// are read too.
+var tracedNames = &headerNames{auth: "authorization", org: "x-organization-id", injected: map[string]bool{"x-keygate-tenant": true}, exts: &extCache{},
+	trace: true}
 
 // comparable drops what the two readers may differ in without a
 // difference to a decision: the order of stripped headers (a map's order
@@ -38,14 +44,15 @@ func comparable(r Request) Request {
 	return r
 }
 
-// readBoth reads b with the wire reader and with protobuf-go + fromCheck.
-func readBoth(t *testing.T, b []byte) (lean, ref Request, leanErr, refErr error) {
+// readBothWith reads b with the wire reader and with protobuf-go + fromCheck,
+// looking for the headers names names.
+func readBothWith(t *testing.T, names *headerNames, b []byte) (lean, ref Request, leanErr, refErr error) {
 	t.Helper()
 	var m authv3.CheckRequest
 	if refErr = proto.Unmarshal(b, &m); refErr == nil {
-		ref = comparable(wireNames.fromCheck(&m))
+		ref = comparable(names.fromCheck(&m))
 	}
-	w := wireCheck{names: wireNames}
+	w := wireCheck{names: names}
 	if leanErr = w.decode(b); leanErr == nil {
 		if !w.lean {
 			t.Fatal("decode succeeded without setting lean")
@@ -84,7 +91,8 @@ func wireCases(t testing.TB) map[string][]byte {
 	pipe := &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/envoy.sock"}}}
 	headers := map[string]string{":method": "GET", ":path": "/api/v1/patients/p1", "authorization": "Bearer sk_live_abc",
 		"x-organization-id": "org-1", "x-request-id": "req-9", "x-forwarded-for": "203.0.113.7, 10.0.0.1",
-		"x-keygate-tenant": "spoofed", "x-keygate-admin": "1", "user-agent": "curl"}
+		"x-keygate-tenant": "spoofed", "x-keygate-admin": "1", "user-agent": "curl",
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "acme=1"}
 	full := mustMarshal(t, httpReq(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Method: "GET", Path: "/api/v1/patients/p1?x=1",
 		Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2", Size: 12, Body: "{}", Headers: headers},
 		map[string]string{policy.ExtScopes: "patients:read", policy.ExtOrgRequired: "true", "other": "x"}, sockAddr("203.0.113.7")))
@@ -95,6 +103,9 @@ func wireCases(t testing.TB) map[string][]byte {
 			hv("X-Organization-Id", "org-2"), {Key: "x-request-id", RawValue: []byte("raw-id")},
 			hv("X-KEYGATE-Plan", "enterprise"), hv("x-keygate-plan", "again"), hv("X-Keygate-Tenant", "spoofed"),
 			hv("x-\u212Aeygate-kelvin", "ToLower folds the Kelvin sign to k"), hv("", ""), {Key: "x-raw", RawValue: []byte{0xff, 0xfe}},
+			hv("TraceParent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), {Key: "tracestate", RawValue: []byte("a=1")},
+			hv("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"), // repeated: the last wins
+			hv("trace\u212Aparent", "not the traceparent header"),
 		}}}, nil, pipe))
 	return map[string][]byte{
 		"empty":          {},
@@ -131,15 +142,17 @@ func inHTTP(b []byte) []byte {
 // string the reader skips is not its concern.
 func TestWireMatchesProto(t *testing.T) {
 	for name, b := range wireCases(t) {
-		t.Run(name, func(t *testing.T) {
-			lean, ref, leanErr, refErr := readBoth(t, b)
-			switch {
-			case refErr == nil && leanErr != nil:
-				t.Fatalf("wire reader refused what protobuf-go read: %v", leanErr)
-			case leanErr == nil && refErr == nil && !reflect.DeepEqual(lean, ref):
-				t.Fatalf("wire reader read\n%+v\nprotobuf-go and fromCheck\n%+v", lean, ref)
-			}
-		})
+		for _, names := range []*headerNames{wireNames, tracedNames} {
+			t.Run(fmt.Sprintf("%s/trace=%v", name, names.trace), func(t *testing.T) {
+				lean, ref, leanErr, refErr := readBothWith(t, names, b)
+				switch {
+				case refErr == nil && leanErr != nil:
+					t.Fatalf("wire reader refused what protobuf-go read: %v", leanErr)
+				case leanErr == nil && refErr == nil && !reflect.DeepEqual(lean, ref):
+					t.Fatalf("wire reader read\n%+v\nprotobuf-go and fromCheck\n%+v", lean, ref)
+				}
+			})
+		}
 	}
 }
 
@@ -198,15 +211,17 @@ func FuzzWireMatchesProto(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		lean, ref, leanErr, refErr := readBoth(t, b)
-		if leanErr != nil {
-			if refErr == nil {
-				t.Fatalf("wire reader refused what protobuf-go read: %v", leanErr)
+		for _, names := range []*headerNames{wireNames, tracedNames} {
+			lean, ref, leanErr, refErr := readBothWith(t, names, b)
+			if leanErr != nil {
+				if refErr == nil {
+					t.Fatalf("trace=%v: wire reader refused what protobuf-go read: %v", names.trace, leanErr)
+				}
+				continue
 			}
-			return
-		}
-		if refErr == nil && !reflect.DeepEqual(lean, ref) {
-			t.Fatalf("wire reader read\n%+v\nprotobuf-go and fromCheck\n%+v", lean, ref)
+			if refErr == nil && !reflect.DeepEqual(lean, ref) {
+				t.Fatalf("trace=%v: wire reader read\n%+v\nprotobuf-go and fromCheck\n%+v", names.trace, lean, ref)
+			}
 		}
 	})
 }
