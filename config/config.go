@@ -216,6 +216,7 @@ func (f KeyFormat) HasChecksum() bool { return f.Checksum == nil || *f.Checksum 
 type Window struct {
 	Limit  int           `yaml:"limit"`
 	Period time.Duration `yaml:"period"`
+	Per    string        `yaml:"per"` // key (default) | tenant
 }
 
 // Limits sets what rate limiting does when Redis fails.

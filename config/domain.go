@@ -50,7 +50,7 @@ func (c *Config) PlanWindows() map[string][]limits.Window {
 	for name, ws := range c.Plans {
 		plans[name] = make([]limits.Window, 0, len(ws)) // a plan without windows is an error to report
 		for _, w := range ws {
-			plans[name] = append(plans[name], limits.Window{Limit: w.Limit, Period: w.Period})
+			plans[name] = append(plans[name], limits.Window{Limit: w.Limit, Period: w.Period, Per: limits.Per(w.Per)})
 		}
 	}
 	return plans

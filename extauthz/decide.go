@@ -47,8 +47,8 @@ var _ keyLookup = (*cache.Cache)(nil)
 
 // limiter spends one request of a key's plan. *limits.Limiter implements it.
 type limiter interface {
-	Allow(ctx context.Context, bucket, plan string) (limits.Result, error)
-	PolicyOf(plan string) string
+	AllowFor(ctx context.Context, bucket, tenant, plan string) (limits.Result, error)
+	PolicyFor(plan, tenant string) string
 }
 
 var _ limiter = (*limits.Limiter)(nil)
@@ -316,7 +316,7 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		bucket = rec.ID
 	}
 	var err error
-	d.Rate, err = s.lim.Allow(ctx, bucket, d.Plan)
+	d.Rate, err = s.lim.AllowFor(ctx, bucket, rec.Tenant, d.Plan)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, limits.ErrUnknownPlan) {

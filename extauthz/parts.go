@@ -52,7 +52,7 @@ func (s *Server) newAllowParts(d *Decision) *allowParts {
 	} {
 		p.opts[i] = p.upstream[i].set(hd)
 	}
-	p.policy.set(header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)})
+	p.policy.set(header{"ratelimit-policy", s.lim.PolicyFor(d.Plan, d.Key.Tenant)})
 	p.md = p.meta.build(d, s.codeValues[CodeOK])
 	return p
 }

@@ -54,7 +54,7 @@ func (s *Server) rateHeaders(d *Decision, out []header) []header {
 	if !d.HasRate {
 		return out
 	}
-	return rateNumbers(d, append(out, header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)}))
+	return rateNumbers(d, append(out, header{"ratelimit-policy", s.lim.PolicyFor(d.Plan, d.Key.Tenant)}))
 }
 
 // rateNumbers appends the rate-limit headers that change with every request.
