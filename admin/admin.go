@@ -85,6 +85,10 @@ type CreateRequest struct {
 	Scopes    []string      `json:"scopes"`
 	Plan      string        `json:"plan"`       // empty: the env's plan
 	ExpiresIn time.Duration `json:"expires_in"` // 0: never
+	// AllowedCIDRs are the networks the key may be used from (none:
+	// anywhere); Metadata is forwarded upstream as configured headers.
+	AllowedCIDRs []string          `json:"allowed_cidrs"`
+	Metadata     map[string]string `json:"metadata"`
 }
 
 // Created is a new key with its secret, which exists only here.
@@ -180,6 +184,9 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	}
 	if r.ExpiresIn > 0 {
 		rec.ExpiresAt = now.Add(r.ExpiresIn)
+	}
+	if rec.AllowedCIDRs, rec.Metadata, err = restrictions(r.AllowedCIDRs, r.Metadata); err != nil {
+		return Created{}, err
 	}
 	rec.Lineage = rec.ID
 	out, err := s.db.InsertKey(ctx, rec)
@@ -384,6 +391,7 @@ func (s *Service) Roll(ctx context.Context, id string, grace time.Duration) (old
 		rec.Lineage = cur.ID
 	}
 	rec.ExpiresAt = cur.ExpiresAt
+	rec.AllowedCIDRs, rec.Metadata = cur.AllowedCIDRs, cur.Metadata // the new key works where the old one did
 	old, next, err := s.db.RollKey(ctx, id, rec, now, now.Add(grace))
 	s.changed(err)
 	if err != nil {

@@ -250,6 +250,9 @@ type Headers struct {
 	Env    string `yaml:"env"`
 	Scopes string `yaml:"scopes"`
 	Plan   string `yaml:"plan"`
+	// Metadata maps a key's metadata keys to the headers that forward
+	// them upstream on allowed requests, e.g. {team: x-keygate-team}.
+	Metadata map[string]string `yaml:"metadata"`
 }
 
 // Scopes says how scope strings are written.

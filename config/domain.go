@@ -90,7 +90,7 @@ func (c *Config) HeaderNames() extauthz.HeaderNames {
 	return extauthz.HeaderNames{
 		Auth: c.Auth.Header, Org: c.Organization.Header,
 		KeyID: c.Headers.KeyID, Tenant: c.Headers.Tenant, OrgOut: c.Headers.Org,
-		Env: c.Headers.Env, Scopes: c.Headers.Scopes, Plan: c.Headers.Plan,
+		Env: c.Headers.Env, Scopes: c.Headers.Scopes, Plan: c.Headers.Plan, Metadata: c.Headers.Metadata,
 	}
 }
 

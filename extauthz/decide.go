@@ -71,6 +71,9 @@ type usageRecorder interface {
 type HeaderNames struct {
 	Auth, Org                                string // read
 	KeyID, Tenant, OrgOut, Env, Scopes, Plan string // injected
+	// Metadata maps metadata keys to the headers injected with their
+	// values, for keys that have them.
+	Metadata map[string]string
 }
 
 // Config is what the server needs besides its collaborators.
@@ -114,6 +117,8 @@ type Server struct {
 	// shared (read-only) by every response.
 	codeValues [numCodes]*structpb.Value
 	parts      partsCache
+	// meta are the metadata headers, by metadata key, sorted.
+	meta []metaHeader
 	// injectedClock: Config.Now was set (tests); otherwise decisions take
 	// the time the transport already read, one clock read fewer.
 	injectedClock bool
@@ -162,6 +167,7 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {
 		s.names.injected[h] = true
 	}
+	s.meta, s.names.metaOther = metadataHeaders(cfg.Headers.Metadata)
 	return s, nil
 }
 
@@ -259,6 +265,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	case keys.StatusExpired:
 		return CodeAPIKeyExpired
 	}
+	if len(rec.AllowedCIDRs) > 0 && !s.fromAllowedNetwork(r, &rec) {
+		return CodeIPNotAllowed
+	}
 	s.usage.Touch(rec.ID, d.Now)
 
 	intro := s.cfg.Policy.Introspects(r.Method, r.Path)
@@ -336,6 +345,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	}
 	if intro {
 		return CodeIntrospection
+	}
+	if len(rec.Metadata) > 0 && len(d.Strip) > 0 {
+		d.Strip = s.unstripMetadata(d.Strip, &rec)
 	}
 	return CodeOK
 }

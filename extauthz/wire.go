@@ -376,7 +376,8 @@ func (r *wireReader) mapHeader(k, v span) {
 		h.requestID, h.hasRequestID = v, true
 	case string(kb) == "x-forwarded-for":
 		h.forwardedFor, h.hasForwardedFor = v, true
-	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)]:
+	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)],
+		len(n.metaOther) > 0 && slices.Contains(n.metaOther, string(kb)):
 		if !slices.Contains(h.strip, string(kb)) {
 			h.strip = append(h.strip, string(kb))
 		}
@@ -410,6 +411,13 @@ func (r *wireReader) listHeader(k, v span) {
 		if lower := asciiLower(kb); !n.injected[lower] {
 			h.strip = append(h.strip, lower)
 		}
+	case len(n.metaOther) > 0:
+		for _, m := range n.metaOther {
+			if asciiLowerEqual(kb, m) {
+				h.strip = append(h.strip, m)
+				break
+			}
+		}
 	}
 }
 
@@ -426,7 +434,8 @@ func (r *wireReader) listHeaderNamed(k string, v span) {
 		h.requestID, h.hasRequestID = v, true
 	case k == "x-forwarded-for":
 		h.forwardedFor, h.hasForwardedFor = v, true
-	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
+	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k],
+		len(n.metaOther) > 0 && slices.Contains(n.metaOther, k):
 		h.strip = append(h.strip, k)
 	}
 }

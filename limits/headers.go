@@ -42,15 +42,15 @@ func appendPartition(b []byte, tenant string) []byte {
 
 // StateHeader renders the RateLimit field: for each window known after the
 // request, `"1h";r=99;t=36` (r remaining, t whole seconds until the
-// window is full again, rounded up); a per-tenant window adds its
-// partition key, `"tenant-1h";r=999;t=4;pk=:YWNtZQ==:` (the tenant,
-// never a key).
+// window is full again, rounded up).
 func StateHeader(r Result) string {
-	return string(AppendState(make([]byte, 0, 24*len(r.Windows)), r))
+	return string(AppendState(make([]byte, 0, 24*len(r.Windows)), r, ""))
 }
 
-// AppendState appends the RateLimit field of r to b.
-func AppendState(b []byte, r Result) []byte {
+// AppendState appends the RateLimit field of r to b; with tenant set, a
+// per-tenant window carries it as its partition key,
+// `"tenant-1h";r=999;t=4;pk=:YWNtZQ==:` (the tenant, never a key).
+func AppendState(b []byte, r Result, tenant string) []byte {
 	for i, s := range r.Windows {
 		if i > 0 {
 			b = append(b, ", "...)
@@ -61,8 +61,8 @@ func AppendState(b []byte, r Result) []byte {
 		b = strconv.AppendInt(b, int64(max(s.Remaining, 0)), 10)
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, CeilSeconds(s.Reset), 10)
-		if s.Window.Tenant() && r.Tenant != "" {
-			b = appendPartition(b, r.Tenant)
+		if s.Window.Tenant() && tenant != "" {
+			b = appendPartition(b, tenant)
 		}
 	}
 	return b

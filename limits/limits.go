@@ -142,9 +142,6 @@ type Result struct {
 	Reset      time.Duration
 	RetryAfter time.Duration // > 0 when denied
 	Windows    []WindowState // every window, plan order
-	// Tenant is the tenant whose per-tenant windows were spent: their
-	// partition key in the RateLimit field.
-	Tenant string
 	// Unknown is set when Redis was down and the mode is open: the request
 	// is allowed but no state is known.
 	Unknown bool
@@ -366,9 +363,7 @@ func (l *Limiter) AllowFor(ctx context.Context, bucket, tenant, planName string)
 		}
 		tb = tenantBucket(tenant, planName)
 	}
-	res, err := l.allow(ctx, bucket, tb, p)
-	res.Tenant = tenant
-	return res, err
+	return l.allow(ctx, bucket, tb, p)
 }
 
 func (l *Limiter) allow(ctx context.Context, bucket, tb string, p *plan) (Result, error) {

@@ -39,6 +39,10 @@ type migration struct {
 // hash). dispatched marks the events whose webhook_deliveries, one per
 // endpoint that wants the event, have been made; next_at is when a pending
 // delivery is due, or until when a sender holds it.
+//
+// A key's allowed_cidrs (normalised prefixes; empty: anywhere) and
+// metadata (a string map) are a JSON array and object in SQLite, cidr[]
+// and jsonb in PostgreSQL.
 func migrations() []migration {
 	return []migration{{
 		version: 1,
@@ -254,6 +258,17 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE st
 CREATE INDEX webhook_deliveries_status_idx ON webhook_deliveries (status, event_id);
 
 CREATE INDEX keys_expires_idx ON keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
+`,
+	}, {
+		version: 6,
+		name:    "keys' allowed networks and metadata",
+		sqlite: `
+ALTER TABLE keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE keys ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+`,
+		postgres: `
+ALTER TABLE keys ADD COLUMN allowed_cidrs cidr[] NOT NULL DEFAULT '{}';
+ALTER TABLE keys ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}';
 `,
 	}}
 }
