@@ -43,6 +43,8 @@ type Config struct {
 	// that a server's own cache sees its admin API's changes at once,
 	// without waiting for the next poll.
 	Changed func()
+	// Portal is where portal links point and how long they last.
+	Portal PortalConfig
 }
 
 // Service runs lifecycle operations against the key database.
@@ -61,6 +63,15 @@ func New(cfg Config, db store.DB) (*Service, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Portal.PublicURL == "" {
+		cfg.Portal.PublicURL = "http://localhost:9092"
+	}
+	if cfg.Portal.CodeTTL <= 0 {
+		cfg.Portal.CodeTTL = 15 * time.Minute
+	}
+	if cfg.Portal.SessionTTL <= 0 {
+		cfg.Portal.SessionTTL = time.Hour
 	}
 	return &Service{cfg: cfg, db: db}, nil
 }

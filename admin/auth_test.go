@@ -31,7 +31,8 @@ func TestRolesOnEveryRoute(t *testing.T) {
 		{"PUT", "/admin/v1/grants/acme/clinic-1", `{"scopes":[]}`},
 		{"DELETE", "/admin/v1/grants/acme/clinic-1", ``},
 	}
-	reads := []string{"/admin/v1/keys", "/admin/v1/keys/" + id, "/admin/v1/grants", "/admin/v1/audit"}
+	reads := []string{"/admin/v1/keys", "/admin/v1/keys/" + id, "/admin/v1/grants", "/admin/v1/audit",
+		"/admin/v1/keys/" + id + "/usage", "/admin/v1/tenants/acme/usage"}
 	before := a.events()
 	for _, w := range writes {
 		for _, tok := range []string{viewerToken, portalToken} {

@@ -23,6 +23,8 @@ type Handler struct {
 	tokens *Tokens
 	log    *slog.Logger
 	mux    *http.ServeMux
+	prefix string // of every route: apiPrefix, or the portal's (PortalAPI)
+	name   string // "admin API", "portal API", in errors
 }
 
 const apiPrefix = "/admin/v1/"
@@ -44,7 +46,7 @@ func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error
 	if svc == nil || log == nil {
 		return nil, errors.New("admin: service and logger are required")
 	}
-	h := &Handler{svc: svc, tokens: tokens, log: log, mux: http.NewServeMux()}
+	h := &Handler{svc: svc, tokens: tokens, log: log, mux: http.NewServeMux(), prefix: apiPrefix, name: "admin API"}
 	h.mux.HandleFunc("POST /admin/v1/keys", h.createKey)
 	h.mux.HandleFunc("GET /admin/v1/keys", h.listKeys)
 	h.mux.HandleFunc("POST /admin/v1/keys/import", h.importKey)
@@ -55,10 +57,13 @@ func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/expiry", h.setExpiry)
 	h.mux.HandleFunc("PATCH /admin/v1/keys/{id}", h.updateKey)
 	h.mux.HandleFunc("GET /admin/v1/audit", h.listAudit)
+	h.mux.HandleFunc("GET /admin/v1/keys/{id}/usage", h.keyUsage)
+	h.mux.HandleFunc("GET /admin/v1/tenants/{tenant}/usage", h.tenantUsage)
 	h.mux.HandleFunc("GET /admin/v1/grants", h.listGrants)
 	h.mux.HandleFunc("POST /admin/v1/grants", h.setGrant)
 	h.mux.HandleFunc("PUT /admin/v1/grants/{tenant}/{org}", h.setGrant)
 	h.mux.HandleFunc("DELETE /admin/v1/grants/{tenant}/{org}", h.revokeGrant)
+	h.mux.HandleFunc("POST /admin/v1/portal/sessions", h.openPortalSession)
 	h.mux.HandleFunc(apiPrefix, h.noRoute)
 	return h, nil
 }
@@ -90,12 +95,12 @@ func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
 	for _, m := range probeMethods {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != apiPrefix {
+		if _, pattern := h.mux.Handler(probe); pattern != "" && pattern != h.prefix {
 			allow = append(allow, m)
 		}
 	}
 	if len(allow) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "no such path in the admin API: "+r.URL.Path)
+		writeError(w, http.StatusNotFound, "not_found", "no such path in the "+h.name+": "+r.URL.Path)
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))

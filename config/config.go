@@ -88,9 +88,17 @@ type SecretScanningGitHub struct {
 	KeysURL string `yaml:"keys_url"`
 }
 
-// Portal is the listener meant to face the internet.
+// Portal is the listener meant to face the internet: the tenants' API-keys
+// portal and, with secret scanning on, GitHub's endpoint.
 type Portal struct {
-	Addr string `yaml:"addr"`
+	Addr           string        `yaml:"addr"`
+	PublicURL      string        `yaml:"public_url"`       // where users reach addr; links point here
+	SessionCodeTTL time.Duration `yaml:"session_code_ttl"` // a portal link's single-use code
+	SessionTTL     time.Duration `yaml:"session_ttl"`      // the session it starts
+	Title          string        `yaml:"title"`
+	LogoURL        string        `yaml:"logo_url"`
+	AccentColor    string        `yaml:"accent_color"`    // #rgb or #rrggbb
+	FrameAncestors string        `yaml:"frame_ancestors"` // CSP frame-ancestors: 'none', 'self' or origins
 }
 
 // TLS secures the gRPC listener, for Envoy outside a mesh. Files are

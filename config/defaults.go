@@ -40,7 +40,8 @@ func Default() Config {
 			MinBackoff: events.DefaultMinBackoff, MaxBackoff: events.DefaultMaxBackoff, Retention: 30 * 24 * time.Hour},
 		Events:         Events{ExpiringBefore: events.DefaultExpiringBefore()},
 		SecretScanning: SecretScanning{Action: string(secretscan.ActionRevoke), GitHub: SecretScanningGitHub{KeysURL: secretscan.DefaultKeysURL}},
-		Portal:         Portal{Addr: ":9092"},
+		Portal: Portal{Addr: ":9092", PublicURL: "http://localhost:9092", SessionCodeTTL: 15 * time.Minute, SessionTTL: time.Hour,
+			Title: "API keys", AccentColor: "#2563eb", FrameAncestors: "'none'"},
 	}
 }
 

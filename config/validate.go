@@ -110,6 +110,7 @@ func (c *Config) Validate() error {
 	delegate(err)
 	delegate(c.eventsConfig(nil).Validate())
 	delegate(secretscan.ValidateSettings(c.SecretScanning.Action, c.SecretScanning.GitHub.KeysURL))
+	delegate(c.validatePortal())
 	if c.Webhooks.Concurrency == 0 {
 		bad("webhooks.concurrency", "must be from 1 to 256, got 0")
 	}

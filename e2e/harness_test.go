@@ -160,6 +160,7 @@ func startKeygate(t *testing.T, dir string) *keygate {
 		"KEYGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "k.db"),
 		"KEYGATE_GRPC_ADDR="+freeAddr(t),
 		"KEYGATE_HTTP_ADDR="+k.httpAddr,
+		"KEYGATE_PORTAL_ADDR=127.0.0.1:0",
 	)
 	migrate := exec.Command(bin, "migrate")
 	migrate.Env = k.env

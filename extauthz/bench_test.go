@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/usage"
 )
 
 // memKeys is an in-memory key lookup, so the benchmark measures the
@@ -56,9 +57,12 @@ func (m memKeys) Grant(string, string) (keys.Grant, bool) { return keys.Grant{},
 
 var errDatabaseDown = errors.New("database down")
 
-type nopUsage struct{}
+// discardUsage takes the usage recorder's writes: the benchmark counts
+// every decision in a real recorder, which it never flushes.
+type discardUsage struct{}
 
-func (nopUsage) Touch(string, time.Time) {}
+func (discardUsage) AddUsage(context.Context, []store.UsageCount) error        { return nil }
+func (discardUsage) TouchLastUsed(context.Context, map[string]time.Time) error { return nil }
 
 // benchKeys are the keys of the benchmark server, one per outcome.
 type benchKeys struct {
@@ -135,11 +139,15 @@ func benchServerOn(b testing.TB, kl keyLookup) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
+	rec, err := usage.New(usage.Config{FlushInterval: time.Hour}, discardUsage{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
 	s, err := New(Config{Formats: formats, Hasher: keys.NewHasher(nil), Policy: pol, Realm: "keygate",
 		Headers: HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant",
 			OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
 			Metadata: map[string]string{"team": "x-keygate-team"}}},
-		kl, lim, nopUsage{}, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+		kl, lim, rec, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/keys"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/usage"
 )
 
 // keyLookup resolves a hashed key. *cache.Cache implements it.
@@ -62,10 +63,14 @@ type rateLimitNotifier interface {
 
 var _ rateLimitNotifier = (*events.Publisher)(nil)
 
-// usageRecorder notes that a key was used; writes are batched elsewhere.
+// usageRecorder counts each decision about a known key; it must not
+// block or allocate per call. Writes are batched elsewhere.
+// *usage.Recorder implements it.
 type usageRecorder interface {
-	Touch(id string, at time.Time)
+	Record(id, tenant string, o usage.Outcome, at time.Time)
 }
+
+var _ usageRecorder = (*usage.Recorder)(nil)
 
 // HeaderNames are the headers Keygate reads and injects.
 type HeaderNames struct {
@@ -213,7 +218,25 @@ func (s *Server) decideAt(ctx context.Context, r *Request, now time.Time) Decisi
 		d.RequestID = s.ids.next()
 	}
 	d.Code = s.decide(ctx, r, &d)
+	if d.HasKey {
+		s.count(&d)
+	}
 	return d
+}
+
+// count tells the usage recorder what a decision about a known key came
+// to. A 503 is Keygate's failure to decide, not a decision: not counted.
+func (s *Server) count(d *Decision) {
+	o := usage.Denied
+	switch d.Code {
+	case CodeOK, CodeIntrospection:
+		o = usage.Allowed
+	case CodeRateLimited:
+		o = usage.RateLimited
+	case CodeUnavailable:
+		return
+	}
+	s.usage.Record(d.Key.ID, d.Key.Tenant, o, d.Now)
 }
 
 func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
@@ -268,7 +291,6 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	if len(rec.AllowedCIDRs) > 0 && !s.fromAllowedNetwork(r, &rec) {
 		return CodeIPNotAllowed
 	}
-	s.usage.Touch(rec.ID, d.Now)
 
 	intro := s.cfg.Policy.Introspects(r.Method, r.Path)
 	var m policy.Match

@@ -24,6 +24,7 @@ func newAdmin(cfg config.Config, formats *keys.Formats, hasher *keys.Hasher, db 
 		Formats: formats, Hasher: hasher, Plans: cfg.PlanNames(),
 		ValidScope: func(s string) error { return policy.ValidScope(form, s) },
 		Grace:      cfg.Roll.Grace, Now: time.Now, Changed: changed,
+		Portal: admin.PortalConfig{PublicURL: cfg.Portal.PublicURL, CodeTTL: cfg.Portal.SessionCodeTTL, SessionTTL: cfg.Portal.SessionTTL},
 	}, db)
 }
 

@@ -56,26 +56,34 @@ func registerEventsMetrics(reg prometheus.Registerer, pub *events.Publisher) err
 }
 
 // portalServer serves the listener meant to face the internet
-// (portal.addr): for now GitHub's secret scanning endpoint only, and only
-// when secret_scanning.enabled is set. nil: nothing to serve.
+// (portal.addr): the tenants' API-keys portal and, when
+// secret_scanning.enabled is set, GitHub's secret scanning endpoint.
+// nil: no portal.addr, nothing to serve.
 func (s *Server) portalServer(p *parts, db store.DB) (*http.Server, error) {
 	cfg := s.cfg
-	if !cfg.SecretScanning.Enabled {
+	if cfg.Portal.Addr == "" {
 		return nil, nil
 	}
 	svc, err := s.newAdmin(db, p.changed)
 	if err != nil {
 		return nil, err
 	}
-	h, err := secretscan.New(secretscan.Config{
-		Formats: s.formats, Hasher: s.hasher, Action: secretscan.Action(cfg.SecretScanning.Action),
-		KeysURL: cfg.SecretScanning.GitHub.KeysURL,
-	}, db, svc, s.log.With(slog.String("component", "secret_scanning")))
+	mux := http.NewServeMux()
+	ph, err := s.portal(svc)
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle(secretscan.Path, h)
+	mux.Handle("/portal/", ph)
+	if cfg.SecretScanning.Enabled {
+		h, err := secretscan.New(secretscan.Config{
+			Formats: s.formats, Hasher: s.hasher, Action: secretscan.Action(cfg.SecretScanning.Action),
+			KeysURL: cfg.SecretScanning.GitHub.KeysURL,
+		}, db, svc, s.log.With(slog.String("component", "secret_scanning")))
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(secretscan.Path, h)
+	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}, nil
 }

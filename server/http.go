@@ -17,7 +17,8 @@ import (
 )
 
 // httpMux serves the HTTP listener: health, readiness, metrics, the
-// HTTP authorization endpoint and, with an admin token, the admin API.
+// HTTP authorization endpoint, the console and, with an admin token, the
+// admin API.
 func (s *Server) httpMux(p *parts, db store.DB) (*http.ServeMux, error) {
 	cfg := s.cfg
 	mux := http.NewServeMux()
@@ -40,13 +41,16 @@ func (s *Server) httpMux(p *parts, db store.DB) (*http.ServeMux, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tokens.Empty() {
-		s.log.Info("admin API off: neither admin.token (KEYGATE_ADMIN_TOKEN) nor admin.tokens is set")
-		return mux, nil
-	}
 	svc, err := s.newAdmin(db, p.changed)
 	if err != nil {
 		return nil, err
+	}
+	if err := s.mountConsole(mux, svc, tokens); err != nil {
+		return nil, err
+	}
+	if tokens.Empty() {
+		s.log.Info("admin API off: neither admin.token (KEYGATE_ADMIN_TOKEN) nor admin.tokens is set")
+		return mux, nil
 	}
 	ah, err := admin.NewHandler(svc, tokens, s.log)
 	if err != nil {

@@ -72,7 +72,8 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.usage, err = usage.New(usage.Config{FlushInterval: cfg.Database.LastUsedFlush, Timeout: cfg.Database.Timeout}, db, log)
+	p.usage, err = usage.New(usage.Config{FlushInterval: cfg.Usage.FlushInterval, LastUsedInterval: cfg.Database.LastUsedFlush,
+		Timeout: cfg.Database.Timeout}, db, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +84,9 @@ func (s *Server) build(db store.DB) (_ *parts, err error) {
 		return nil, err
 	}
 	if err := registerStateMetrics(p.registry, p.cache, p.limiter); err != nil {
+		return nil, err
+	}
+	if err := registerUsageMetrics(p.registry, p.usage); err != nil {
 		return nil, err
 	}
 	if p.events, err = events.New(s.events, db, log.With(slog.String("component", "webhooks"))); err != nil {

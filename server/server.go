@@ -2,7 +2,7 @@
 // config.Config: the key database, the cache that follows it, the rate
 // limiter, the usage recorder, the ext_authz gRPC service, the HTTP
 // listener (health, metrics, /authz, the admin API), the events publisher
-// (webhooks) and, with secret scanning on, the portal listener. `keygate serve`, the
+// (webhooks) and the portal listener (the API-keys portal, GitHub's secret scanning). `keygate serve`, the
 // load harness and the process tests all build their server here, so
 // that what is measured and tested is what users run.
 package server
@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/web"
 )
 
 // Server is one Keygate process's server. New validates and builds what
@@ -52,6 +54,10 @@ type Server struct {
 	portA net.Addr // nil: no portal listener
 	kc    *cache.Cache
 	lim   *limits.Limiter
+	// console, once httpMux has built it; consoleLinkOut is where the
+	// one-time console link goes (os.Stderr) when no admin token is set.
+	console        *web.Console
+	consoleLinkOut io.Writer
 }
 
 // New validates cfg and builds the parts of the server that need no I/O.
@@ -78,7 +84,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	return &Server{
 		cfg: cfg, log: log, formats: formats, policy: pol, events: ev,
 		hasher: keys.NewHasher([]byte(cfg.Database.Pepper)),
-		ready:  make(chan struct{}),
+		ready:  make(chan struct{}), consoleLinkOut: os.Stderr,
 	}, nil
 }
 
@@ -174,8 +180,11 @@ func (s *Server) Run(ctx context.Context) error {
 			hlis.Close()
 			return fmt.Errorf("portal.addr: %w", err)
 		}
-		log.Info("secret scanning: GitHub posts leaked keys to "+secretscan.Path, slog.String("portal_addr", plis.Addr().String()),
-			slog.String("action", cfg.SecretScanning.Action))
+		log.Info("portal listening", slog.String("portal_addr", plis.Addr().String()), slog.String("public_url", cfg.Portal.PublicURL))
+		if cfg.SecretScanning.Enabled {
+			log.Info("secret scanning: GitHub posts leaked keys to "+secretscan.Path, slog.String("portal_addr", plis.Addr().String()),
+				slog.String("action", cfg.SecretScanning.Action))
+		}
 	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("keygate serving", slog.String("grpc_addr", glis.Addr().String()), slog.String("http_addr", hlis.Addr().String()),
@@ -188,6 +197,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	close(s.ready)
+	s.printConsoleLink(ctx, hlis.Addr())
 
 	// Background work outlives the listeners: it stops only after in-flight
 	// Checks have drained, so their last_used_at writes are flushed.
@@ -206,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return prune(bg, log, 4*cfg.Database.Timeout, []pruner{
 			{what: "audit events", retention: cfg.Audit.Retention, prune: db.PruneAudit},
 			{what: "webhook events", retention: cfg.Webhooks.Retention, prune: db.PruneEvents},
+			{what: "usage counts", retention: cfg.Usage.Retention, prune: db.PruneUsage},
 		})
 	})
 

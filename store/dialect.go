@@ -66,6 +66,7 @@ type queries interface {
 	outbox(ctx context.Context, query string, args ...any) ([]Event, error)      // never nil
 	deliveries(ctx context.Context, query string, args ...any) ([]Delivery, error)
 	scalar(ctx context.Context, query string, args ...any) (int64, error)
+	session(ctx context.Context, query string, args ...any) (Session, error)
 	exec(ctx context.Context, query string, args ...any) error
 	// affected runs a statement and returns how many rows it changed.
 	affected(ctx context.Context, query string, args ...any) (int64, error)

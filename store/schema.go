@@ -40,6 +40,9 @@ type migration struct {
 // endpoint that wants the event, have been made; next_at is when a pending
 // delivery is due, or until when a sender holds it.
 //
+// sessions holds portal and console sessions and their single-use codes:
+// the public half of each token and the SHA-256 of its secret half.
+//
 // A key's allowed_cidrs (normalised prefixes; empty: anywhere) and
 // metadata (a string map) are a JSON array and object in SQLite, cidr[]
 // and jsonb in PostgreSQL.
@@ -258,6 +261,31 @@ CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_at) WHERE st
 CREATE INDEX webhook_deliveries_status_idx ON webhook_deliveries (status, event_id);
 
 CREATE INDEX keys_expires_idx ON keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
+`,
+	}, {
+		version: 5,
+		name:    "portal and console sessions",
+		sqlite: `
+CREATE TABLE sessions (
+	id          TEXT PRIMARY KEY,
+	kind        TEXT NOT NULL,
+	secret_hash BLOB NOT NULL CHECK (length(secret_hash) = 32),
+	data        TEXT NOT NULL DEFAULT '{}',
+	created_at  INTEGER NOT NULL,
+	expires_at  INTEGER NOT NULL
+);
+CREATE INDEX sessions_expires_idx ON sessions (expires_at);
+`,
+		postgres: `
+CREATE TABLE sessions (
+	id          text PRIMARY KEY,
+	kind        text NOT NULL,
+	secret_hash bytea NOT NULL CHECK (octet_length(secret_hash) = 32),
+	data        text NOT NULL DEFAULT '{}',
+	created_at  timestamptz NOT NULL,
+	expires_at  timestamptz NOT NULL
+);
+CREATE INDEX sessions_expires_idx ON sessions (expires_at);
 `,
 	}, {
 		version: 6,

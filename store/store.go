@@ -101,9 +101,19 @@ type DB interface {
 
 	// Outbox is the events outbox and the webhook deliveries.
 	Outbox
+	// Sessions are the portal's and the console's sessions.
+	Sessions
 
 	// TouchLastUsed records use times by key ID, never moving one back.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
+	// AddUsage adds each row's counts to its key's hour (Start rounded
+	// down), in one statement or transaction, to whatever is there:
+	// replicas' counts of the same key and hour add up.
+	AddUsage(ctx context.Context, batch []UsageCount) error
+	// Usage returns the buckets f selects that have counts, oldest first.
+	Usage(ctx context.Context, f UsageFilter) ([]UsageCount, error)
+	// PruneUsage deletes the hours before before's hour and says how many.
+	PruneUsage(ctx context.Context, before time.Time) (int64, error)
 
 	// SetGrant creates or replaces the grant for (Tenant, Org). A zero
 	// UpdatedAt means now, a zero CreatedAt UpdatedAt; replacing a grant in

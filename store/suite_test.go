@@ -53,6 +53,9 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"ExpiringKeys", testExpiringKeys},
 		{"Restrictions", testRestrictions},
 		{"UpdateKey", testUpdateKey},
+		{"Usage", testUsage},
+		{"UsageConcurrent", testUsageConcurrent},
+		{"PruneUsage", testPruneUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

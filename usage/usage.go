@@ -1,6 +1,8 @@
-// Package usage batches the times keys were used and writes them to the key
-// database's last_used_at: at most one write per key per flush interval,
-// never one per request, and nothing dropped when a write fails.
+// Package usage counts each key's decisions per hour (allowed,
+// rate_limited, denied) and notes when it was last let through, in
+// memory, and writes both to the key database in batches: at most one
+// row per key and hour per flush, never one write per request, and
+// nothing dropped when a write fails.
 package usage
 
 import (
@@ -8,41 +10,84 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/keygate/keygate/store"
 )
 
-// writer stores use times. store.DB implements it.
+// writer stores counts and use times. store.DB implements it.
 type writer interface {
+	AddUsage(ctx context.Context, batch []store.UsageCount) error
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 }
 
+// Outcome is what a decision about a known key came to.
+type Outcome uint8
+
+// Outcomes.
+const (
+	Allowed     Outcome = iota // let through (an introspection answered included)
+	RateLimited                // refused by the key's rate limit (429)
+	Denied                     // any other refusal of a known key: revoked, expired, route, organization, scope
+	numOutcomes
+)
+
 // Config paces the flushes.
 type Config struct {
+	// FlushInterval paces the counts' writes (usage.flush_interval).
 	FlushInterval time.Duration
+	// LastUsedInterval paces last_used_at's writes
+	// (database.last_used_flush); zero: FlushInterval.
+	LastUsedInterval time.Duration
 	// Timeout bounds one flush, the final one at shutdown included.
 	Timeout time.Duration
 }
 
-const shards = 32
+// shards spreads keys over locks: no lock is shared by all keys, and a
+// Record holds its shard's only for a map update.
+const shards = 64
 
-type shard struct {
-	mu      sync.Mutex
-	pending map[string]time.Time
+// hourKey is a key's hour: Unix seconds of the hour's start.
+type hourKey struct {
+	id   string
+	hour int64
 }
 
-// Recorder collects use times in memory. Touch is safe for concurrent use.
+// counts are a key's decisions in one hour.
+type counts struct {
+	tenant string
+	n      [numOutcomes]int64
+}
+
+type shard struct {
+	mu     sync.Mutex
+	counts map[hourKey]*counts
+	used   map[string]time.Time
+	_      [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// Recorder collects counts and use times in memory. Record is safe for
+// concurrent use and allocates only for a key's first decision in an hour
+// since the last flush.
 type Recorder struct {
 	cfg    Config
 	w      writer
 	log    *slog.Logger
 	shards [shards]shard
 	flush  sync.Mutex // one flush at a time
+
+	failures atomic.Uint64 // flushes that failed
+	written  atomic.Uint64 // key-hours written
 }
 
 // New returns a Recorder writing through w.
 func New(cfg Config, w writer, log *slog.Logger) (*Recorder, error) {
-	if cfg.FlushInterval <= 0 {
+	if cfg.FlushInterval <= 0 || cfg.LastUsedInterval < 0 {
 		return nil, errors.New("usage: FlushInterval must be positive")
+	}
+	if cfg.LastUsedInterval == 0 {
+		cfg.LastUsedInterval = cfg.FlushInterval
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -52,7 +97,8 @@ func New(cfg Config, w writer, log *slog.Logger) (*Recorder, error) {
 	}
 	r := &Recorder{cfg: cfg, w: w, log: log}
 	for i := range r.shards {
-		r.shards[i].pending = map[string]time.Time{}
+		r.shards[i].counts = map[hourKey]*counts{}
+		r.shards[i].used = map[string]time.Time{}
 	}
 	return r, nil
 }
@@ -65,61 +111,181 @@ func (r *Recorder) shard(id string) *shard {
 	return &r.shards[h%shards]
 }
 
-// Touch notes that key id was used at at.
-func (r *Recorder) Touch(id string, at time.Time) {
+// Record counts one decision about key id of tenant at at, and on Allowed
+// notes the key's use.
+func (r *Recorder) Record(id, tenant string, o Outcome, at time.Time) {
+	if o >= numOutcomes {
+		return
+	}
+	k := hourKey{id: id, hour: hourOf(at)}
 	s := r.shard(id)
 	s.mu.Lock()
-	if prev, ok := s.pending[id]; !ok || at.After(prev) {
-		s.pending[id] = at
+	c := s.counts[k]
+	if c == nil {
+		c = &counts{tenant: tenant}
+		s.counts[k] = c
+	}
+	c.n[o]++
+	if o == Allowed {
+		if prev, ok := s.used[id]; !ok || at.After(prev) {
+			s.used[id] = at
+		}
 	}
 	s.mu.Unlock()
 }
 
-// Pending returns how many keys wait to be written.
-func (r *Recorder) Pending() int {
-	n := 0
+// hourOf is the Unix seconds of the start of at's hour.
+func hourOf(at time.Time) int64 {
+	s := at.Unix()
+	r := s % 3600
+	if r < 0 {
+		r += 3600
+	}
+	return s - r
+}
+
+// Stats are the recorder's counters, for metrics.
+type Stats struct {
+	Pending       int    // key-hours counted and not yet written
+	PendingUsed   int    // keys whose last use is not yet written
+	FlushFailures uint64 // flushes (of counts or last use) that failed
+	Written       uint64 // key-hours written
+}
+
+// Stats reads the counters.
+func (r *Recorder) Stats() Stats {
+	st := Stats{FlushFailures: r.failures.Load(), Written: r.written.Load()}
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		n += len(s.pending)
+		st.Pending += len(s.counts)
+		st.PendingUsed += len(s.used)
 		s.mu.Unlock()
 	}
-	return n
+	return st
 }
 
-// Run flushes every interval until ctx ends, then flushes what is left
-// (with its own timeout: shutdown must not lose the last interval).
+// Run flushes the counts every FlushInterval and the use times every
+// LastUsedInterval until ctx ends, then flushes what is left (with its
+// own timeout: shutdown must not lose the last interval). A failed flush
+// keeps its counts for the next one.
 func (r *Recorder) Run(ctx context.Context) error {
-	t := time.NewTicker(r.cfg.FlushInterval)
-	defer t.Stop()
+	counts := time.NewTicker(r.cfg.FlushInterval)
+	defer counts.Stop()
+	used := time.NewTicker(r.cfg.LastUsedInterval)
+	defer used.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
-			defer cancel()
-			return r.Flush(fctx)
-		case <-t.C:
-			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
-				r.log.Warn("writing last_used_at failed; will retry", slog.Any("error", err), slog.Int("keys", r.Pending()))
+			return r.final(ctx)
+		case <-counts.C:
+			if err := r.FlushCounts(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("writing usage counts failed; kept for the next flush", slog.Any("error", err), slog.Int("key_hours", r.Stats().Pending))
+			}
+		case <-used.C:
+			if err := r.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("writing last_used_at failed; will retry", slog.Any("error", err), slog.Int("keys", r.Stats().PendingUsed))
 			}
 		}
 	}
 }
 
-// Flush writes everything pending. On failure the times go back into the
-// pending set (unless newer ones arrived meanwhile) for the next flush.
+// final is the flush at shutdown: tried again every finalRetry (a
+// database that blinked as the process stops loses nothing) until Timeout
+// has passed; what is still unwritten then is lost, and said so.
+func (r *Recorder) final(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	defer cancel()
+	for {
+		err := r.Flush(fctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-fctx.Done():
+			st := r.Stats()
+			r.log.Error("usage not written at shutdown: lost", slog.Any("error", err),
+				slog.Int("key_hours", st.Pending), slog.Int("keys_last_used", st.PendingUsed))
+			return err
+		case <-time.After(finalRetry):
+		}
+	}
+}
+
+const finalRetry = 250 * time.Millisecond
+
+// Flush writes everything pending: counts, then use times.
 func (r *Recorder) Flush(ctx context.Context) error {
+	return errors.Join(r.FlushCounts(ctx), r.FlushLastUsed(ctx))
+}
+
+// FlushCounts writes the pending counts in one batch. On failure they go
+// back, added to whatever was counted meanwhile, for the next flush.
+func (r *Recorder) FlushCounts(ctx context.Context) error {
+	r.flush.Lock()
+	defer r.flush.Unlock()
+	var batch []store.UsageCount
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		if len(s.counts) == 0 {
+			s.mu.Unlock()
+			continue
+		}
+		taken := s.counts
+		s.counts = make(map[hourKey]*counts, len(taken))
+		s.mu.Unlock()
+		for k, c := range taken {
+			batch = append(batch, store.UsageCount{KeyID: k.id, Tenant: c.tenant, Start: time.Unix(k.hour, 0).UTC(),
+				Allowed: c.n[Allowed], RateLimited: c.n[RateLimited], Denied: c.n[Denied]})
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	if err := r.w.AddUsage(ctx, batch); err != nil {
+		r.failures.Add(1)
+		for _, b := range batch {
+			r.restore(b)
+		}
+		return err
+	}
+	r.written.Add(uint64(len(batch)))
+	return nil
+}
+
+// restore adds an unwritten row back to the pending counts.
+func (r *Recorder) restore(b store.UsageCount) {
+	k := hourKey{id: b.KeyID, hour: b.Start.Unix()}
+	s := r.shard(b.KeyID)
+	s.mu.Lock()
+	c := s.counts[k]
+	if c == nil {
+		c = &counts{tenant: b.Tenant}
+		s.counts[k] = c
+	}
+	c.n[Allowed] += b.Allowed
+	c.n[RateLimited] += b.RateLimited
+	c.n[Denied] += b.Denied
+	s.mu.Unlock()
+}
+
+// FlushLastUsed writes the pending use times. On failure they go back
+// (unless newer ones arrived meanwhile) for the next flush.
+func (r *Recorder) FlushLastUsed(ctx context.Context) error {
 	r.flush.Lock()
 	defer r.flush.Unlock()
 	batch := map[string]time.Time{}
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		if len(s.pending) > 0 {
-			for id, at := range s.pending {
+		if len(s.used) > 0 {
+			for id, at := range s.used {
 				batch[id] = at
 			}
-			s.pending = make(map[string]time.Time, len(s.pending))
+			s.used = make(map[string]time.Time, len(s.used))
 		}
 		s.mu.Unlock()
 	}
@@ -129,8 +295,14 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	if err := r.w.TouchLastUsed(ctx, batch); err != nil {
+		r.failures.Add(1)
 		for id, at := range batch {
-			r.Touch(id, at)
+			s := r.shard(id)
+			s.mu.Lock()
+			if prev, ok := s.used[id]; !ok || at.After(prev) {
+				s.used[id] = at
+			}
+			s.mu.Unlock()
 		}
 		return err
 	}

@@ -3,34 +3,91 @@ package usage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/store"
 )
 
+// fakeWriter keeps what it is given; while fail is set it refuses.
 type fakeWriter struct {
-	mu      sync.Mutex
-	batches []map[string]time.Time
-	fail    bool
+	mu     sync.Mutex
+	counts [][]store.UsageCount
+	used   []map[string]time.Time
+	fail   int // refuse this many writes more; -1: all
+}
+
+func (f *fakeWriter) refuse() bool {
+	if f.fail == 0 {
+		return false
+	}
+	if f.fail > 0 {
+		f.fail--
+	}
+	return true
+}
+
+func (f *fakeWriter) AddUsage(_ context.Context, b []store.UsageCount) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuse() {
+		return errors.New("database down")
+	}
+	f.counts = append(f.counts, slices.Clone(b))
+	return nil
 }
 
 func (f *fakeWriter) TouchLastUsed(_ context.Context, used map[string]time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fail {
+	if f.refuse() {
 		return errors.New("database down")
 	}
 	cp := map[string]time.Time{}
 	for k, v := range used {
 		cp[k] = v
 	}
-	f.batches = append(f.batches, cp)
+	f.used = append(f.used, cp)
 	return nil
 }
 
-func newRec(t *testing.T, w writer) *Recorder {
+func (f *fakeWriter) setFail(n int) {
+	f.mu.Lock()
+	f.fail = n
+	f.mu.Unlock()
+}
+
+// total renders every count written, summed per key and hour, sorted.
+func (f *fakeWriter) total() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sum := map[string]*[3]int64{}
+	for _, b := range f.counts {
+		for _, c := range b {
+			k := fmt.Sprintf("%s/%s@%s", c.KeyID, c.Tenant, c.Start.Format("15:04"))
+			if sum[k] == nil {
+				sum[k] = &[3]int64{}
+			}
+			sum[k][0] += c.Allowed
+			sum[k][1] += c.RateLimited
+			sum[k][2] += c.Denied
+		}
+	}
+	var lines []string
+	for k, n := range sum {
+		lines = append(lines, fmt.Sprintf("%s %d/%d/%d", k, n[0], n[1], n[2]))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+func newRec(t testing.TB, w writer) *Recorder {
 	r, err := New(Config{FlushInterval: time.Hour}, w, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -38,77 +95,169 @@ func newRec(t *testing.T, w writer) *Recorder {
 	return r
 }
 
-func TestOneWritePerKeyPerFlush(t *testing.T) {
+var base = time.Date(2026, 5, 6, 10, 0, 0, 0, time.UTC)
+
+// TestCountsPerKeyHourOutcome: concurrent decisions are counted exactly,
+// per key, hour and outcome, in one batch of one row per key and hour;
+// last use is the latest allowed decision only.
+func TestCountsPerKeyHourOutcome(t *testing.T) {
 	w := &fakeWriter{}
 	r := newRec(t, w)
-	base := time.Unix(1000, 0)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 1000 {
-				r.Touch([]string{"a", "b", "c"}[i%3], base.Add(time.Duration(g*1000+i)*time.Millisecond))
+			for i := range 900 {
+				at := base.Add(time.Duration(i%2)*time.Hour + time.Duration(g)*time.Second)
+				r.Record([]string{"a", "b", "c"}[i%3], "acme", Outcome(i/300), at)
 			}
 		}()
 	}
 	wg.Wait()
-	if err := r.Flush(context.Background()); err != nil {
+	r.Record("z", "other", RateLimited, base.Add(5*time.Hour)) // never allowed: no last use
+	if err := r.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if len(w.batches) != 1 || len(w.batches[0]) != 3 {
-		t.Fatalf("8000 touches of 3 keys: %d batches, %v; want one batch of 3", len(w.batches), w.batches)
+	// Each goroutine: per outcome 300 decisions, 100 per key, 50 per hour.
+	want := strings.Join([]string{
+		"a/acme@10:00 400/400/400", "a/acme@11:00 400/400/400",
+		"b/acme@10:00 400/400/400", "b/acme@11:00 400/400/400",
+		"c/acme@10:00 400/400/400", "c/acme@11:00 400/400/400",
+		"z/other@15:00 0/1/0",
+	}, "\n")
+	if got := w.total(); got != want {
+		t.Fatalf("written\n%s\nwant\n%s", got, want)
 	}
-	for k, at := range w.batches[0] {
-		if at.Before(base.Add(7000 * time.Millisecond)) {
-			t.Errorf("%s: %v is not the latest use", k, at)
-		}
+	if len(w.counts) != 1 || len(w.counts[0]) != 7 {
+		t.Errorf("%d batches, first of %d rows; want one of 7", len(w.counts), len(w.counts[0]))
 	}
-	if err := r.Flush(context.Background()); err != nil || len(w.batches) != 1 {
-		t.Errorf("an empty flush wrote: %v", w.batches)
+	latest := base.Add(time.Hour + 7*time.Second)
+	if len(w.used) != 1 || len(w.used[0]) != 3 || !w.used[0]["a"].Equal(latest) {
+		t.Errorf("last use written %v; want a, b and c at %v", w.used, latest)
+	}
+	if err := r.Flush(t.Context()); err != nil || len(w.counts) != 1 || len(w.used) != 1 {
+		t.Errorf("an empty flush wrote: %v", err)
+	}
+	if st := r.Stats(); st.Pending != 0 || st.Written != 7 || st.FlushFailures != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
+// TestFailedFlushLosesNothing: while writes fail, counts are kept and
+// added to what comes after; last use never moves back.
 func TestFailedFlushLosesNothing(t *testing.T) {
-	w := &fakeWriter{fail: true}
+	w := &fakeWriter{fail: -1}
 	r := newRec(t, w)
-	t0 := time.Unix(1000, 0)
-	r.Touch("a", t0)
-	if err := r.Flush(context.Background()); err == nil {
-		t.Fatal("want the writer's error")
+	r.Record("a", "acme", Allowed, base.Add(time.Minute))
+	r.Record("a", "acme", Denied, base)
+	for range 3 {
+		if err := r.Flush(t.Context()); err == nil {
+			t.Fatal("want the writer's error")
+		}
+		r.Record("a", "acme", Allowed, base.Add(time.Second)) // older: not the last use
+		r.Record("b", "acme", RateLimited, base.Add(time.Hour))
 	}
-	r.Touch("a", t0.Add(-time.Second)) // older: must not win
-	r.Touch("b", t0)
-	w.fail = false
-	if err := r.Flush(context.Background()); err != nil {
+	if st := r.Stats(); st.Pending != 2 || st.FlushFailures != 6 {
+		t.Errorf("stats while down %+v; want 2 key-hours pending, 6 failures", st)
+	}
+	w.setFail(0)
+	if err := r.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.batches[0]; len(got) != 2 || !got["a"].Equal(t0) || !got["b"].Equal(t0) {
-		t.Fatalf("after recovery wrote %v", got)
+	if got, want := w.total(), "a/acme@10:00 4/0/1\nb/acme@11:00 0/3/0"; got != want {
+		t.Errorf("after recovery wrote\n%s\nwant\n%s", got, want)
+	}
+	if len(w.used) != 1 || !w.used[0]["a"].Equal(base.Add(time.Minute)) {
+		t.Errorf("last use %v, want a at %v", w.used, base.Add(time.Minute))
 	}
 }
 
+// TestRunFlushesOnShutdown: what was counted is written when Run's
+// context ends, through a write that fails once.
 func TestRunFlushesOnShutdown(t *testing.T) {
 	w := &fakeWriter{}
 	r := newRec(t, w)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
-	r.Touch("a", time.Now())
+	r.Record("a", "acme", Allowed, base)
+	w.setFail(1)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(w.batches) != 1 || len(w.batches[0]) != 1 {
-		t.Fatalf("pending use not flushed at shutdown: %v", w.batches)
+	if got := w.total(); got != "a/acme@10:00 1/0/0" || len(w.used) != 1 {
+		t.Fatalf("not flushed at shutdown: %q, %v", got, w.used)
 	}
 }
 
-func BenchmarkTouch(b *testing.B) {
-	r, _ := New(Config{FlushInterval: time.Hour}, &fakeWriter{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// TestRunFlushesOnItsTickers: counts and last use are each written on
+// their own interval.
+func TestRunFlushesOnItsTickers(t *testing.T) {
+	w := &fakeWriter{}
+	r, err := New(Config{FlushInterval: 20 * time.Millisecond, LastUsedInterval: time.Hour}, w, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	r.Record("a", "acme", Allowed, base)
+	deadline := time.Now().Add(5 * time.Second)
+	for w.total() == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.counts) == 0 || len(w.used) != 0 {
+		t.Errorf("after the counts' interval: %d count batches, %d last-use batches; want counts only", len(w.counts), len(w.used))
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		w    writer
+	}{
+		{"no interval", Config{}, &fakeWriter{}},
+		{"negative last-used interval", Config{FlushInterval: time.Second, LastUsedInterval: -1}, &fakeWriter{}},
+		{"no writer", Config{FlushInterval: time.Second}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg, tc.w, log); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+// TestRecordAllocatesNothing: a key's later decisions in an hour cost no
+// allocation.
+func TestRecordAllocatesNothing(t *testing.T) {
+	r := newRec(t, &fakeWriter{})
+	id := strings.Repeat("k", 24)
+	r.Record(id, "acme", Allowed, base)
+	if n := testing.AllocsPerRun(1000, func() { r.Record(id, "acme", Allowed, base) }); n != 0 {
+		t.Errorf("%v allocations per Record", n)
+	}
+}
+
+func BenchmarkRecord(b *testing.B) {
+	r := newRec(b, &fakeWriter{})
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("key_%020d", i)
+	}
 	now := time.Now()
 	b.ReportAllocs()
-	for b.Loop() {
-		r.Touch("key_0123456789abcdefghij", now)
-	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r.Record(ids[i%len(ids)], "acme", Allowed, now)
+			i++
+		}
+	})
 }

@@ -176,7 +176,7 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 		return nil, err
 	}
 	cfg := o.work.config(dbFile)
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
 	// Decisions are logged at info as in production, in JSON, to o.log
 	// (io.Discard by default): the formatting cost stays, the terminal's

@@ -21,7 +21,7 @@ key's hash, never the key: a secret is printed once, by create and roll.
 Changes reach running servers within database.poll_interval (SQLite) or at
 once (PostgreSQL), without a restart.`)
 	c.AddCommand(newKeysCreateCmd(e), newKeysListCmd(e), newKeysShowCmd(e), newKeysRevokeCmd(e), newKeysRollCmd(e),
-		newKeysExpireCmd(e), newKeysUpdateCmd(e), newKeysImportCmd(e))
+		newKeysExpireCmd(e), newKeysUpdateCmd(e), newKeysImportCmd(e), newKeysUsageCmd(e))
 	return c
 }
 

@@ -184,7 +184,7 @@ func TestVersion(t *testing.T) {
 // startServe runs serve on free ports and returns the addresses.
 func startServe(t *testing.T, cfg config.Config) (grpcAddr, httpAddr string, stop func() error) {
 	t.Helper()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan [2]net.Addr, 1)
 	done := make(chan error, 1)

@@ -44,6 +44,11 @@ func printResult(e env, v any, asJSON bool, now time.Time) error {
 			return printEvents(w, v.events)
 		}
 		view = admin.ViewEvents(v.events)
+	case admin.UsageView:
+		view = v
+		if !asJSON {
+			return printUsage(w, v)
+		}
 	case admin.Created:
 		view = admin.ViewCreated(v, now)
 		if !asJSON {

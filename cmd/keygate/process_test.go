@@ -73,7 +73,8 @@ func startProc(t *testing.T, env map[string]string) *proc {
 	t.Helper()
 	p := &proc{grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(keygateBinary(t), "serve")
-	p.cmd.Env = append(os.Environ(), "KEYGATE_GRPC_ADDR="+p.grpcAddr, "KEYGATE_HTTP_ADDR="+p.httpAddr)
+	p.cmd.Env = append(os.Environ(), "KEYGATE_GRPC_ADDR="+p.grpcAddr, "KEYGATE_HTTP_ADDR="+p.httpAddr,
+		"KEYGATE_PORTAL_ADDR=127.0.0.1:0")
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
