@@ -185,6 +185,11 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	if err := p.bounds(f.Env, r.Scopes, r.Plan); err != nil {
 		return Created{}, err
 	}
+	if p.Tenant != "" && len(r.Metadata) > 0 {
+		// The upstream trusts metadata as it trusts the key id: the
+		// operator sets it, not the key's holder.
+		return Created{}, invalid("metadata", "a portal session cannot set metadata")
+	}
 	if r.ExpiresIn < 0 {
 		return Created{}, invalid("expires_in", "must not be negative")
 	}
