@@ -82,6 +82,16 @@ func testUpdateKey(t *testing.T, db DB) {
 	if len(ch.Keys) != 1 || show(ch.Keys[0]) != show(got) {
 		t.Fatalf("change feed after the update: %+v", ch.Keys)
 	}
+	// The outbox event (webhooks) carries the key as it now is.
+	var sent *keys.Record
+	for _, e := range undispatched(t, db) {
+		if e.Type == ActionKeyUpdated {
+			sent = e.Key
+		}
+	}
+	if sent == nil || fmt.Sprint(sent.AllowedCIDRs, sent.Metadata) != fmt.Sprint(got.AllowedCIDRs, got.Metadata) {
+		t.Fatalf("key.updated outbox subject: %+v", sent)
+	}
 	meta := map[string]string{"owner": "jane"}
 	got = must[keys.Record](t)(db.UpdateKey(ctx, r.ID, KeyUpdate{Metadata: &meta}))
 	if len(got.AllowedCIDRs) != 2 || len(got.Metadata) != 1 || got.Metadata["owner"] != "jane" {
