@@ -26,6 +26,17 @@ func metadataHeaders(m map[string]string) (all []metaHeader, other []string) {
 	return all, other
 }
 
+// isMetaOther reports whether name is one of metaOther, comparing bytes
+// to strings without a conversion that could allocate.
+func (n *headerNames) isMetaOther(name []byte) bool {
+	for _, m := range n.metaOther {
+		if string(name) == m {
+			return true
+		}
+	}
+	return false
+}
+
 // fromAllowedNetwork reports whether the client address — as the failure
 // limiter counts it, honouring trusted hops — is in one of the key's
 // allowed networks. An address that cannot be read is in none.

@@ -377,7 +377,7 @@ func (r *wireReader) mapHeader(k, v span) {
 	case string(kb) == "x-forwarded-for":
 		h.forwardedFor, h.hasForwardedFor = v, true
 	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)],
-		len(n.metaOther) > 0 && slices.Contains(n.metaOther, string(kb)):
+		len(n.metaOther) > 0 && n.isMetaOther(kb):
 		if !slices.Contains(h.strip, string(kb)) {
 			h.strip = append(h.strip, string(kb))
 		}
