@@ -96,6 +96,10 @@ type CreateRequest struct {
 	Scopes    []string      `json:"scopes"`
 	Plan      string        `json:"plan"`       // empty: the env's plan
 	ExpiresIn time.Duration `json:"expires_in"` // 0: never
+	// AllowedCIDRs are the networks the key may be used from (none:
+	// anywhere); Metadata is forwarded upstream as configured headers.
+	AllowedCIDRs []string          `json:"allowed_cidrs"`
+	Metadata     map[string]string `json:"metadata"`
 }
 
 // Created is a new key with its secret, which exists only here.
@@ -181,6 +185,11 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	if err := p.bounds(f.Env, r.Scopes, r.Plan); err != nil {
 		return Created{}, err
 	}
+	if p.Tenant != "" && len(r.Metadata) > 0 {
+		// The upstream trusts metadata as it trusts the key id: the
+		// operator sets it, not the key's holder.
+		return Created{}, invalid("metadata", "a portal session cannot set metadata")
+	}
 	if r.ExpiresIn < 0 {
 		return Created{}, invalid("expires_in", "must not be negative")
 	}
@@ -191,6 +200,9 @@ func (s *Service) Create(ctx context.Context, r CreateRequest) (Created, error) 
 	}
 	if r.ExpiresIn > 0 {
 		rec.ExpiresAt = now.Add(r.ExpiresIn)
+	}
+	if rec.AllowedCIDRs, rec.Metadata, err = restrictions(r.AllowedCIDRs, r.Metadata); err != nil {
+		return Created{}, err
 	}
 	rec.Lineage = rec.ID
 	out, err := s.db.InsertKey(ctx, rec)
@@ -395,6 +407,7 @@ func (s *Service) Roll(ctx context.Context, id string, grace time.Duration) (old
 		rec.Lineage = cur.ID
 	}
 	rec.ExpiresAt = cur.ExpiresAt
+	rec.AllowedCIDRs, rec.Metadata = cur.AllowedCIDRs, cur.Metadata // the new key works where the old one did
 	old, next, err := s.db.RollKey(ctx, id, rec, now, now.Add(grace))
 	s.changed(err)
 	if err != nil {

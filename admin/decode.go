@@ -139,7 +139,9 @@ func describe(t reflect.Type) string {
 		return "a number"
 	case reflect.Slice, reflect.Array:
 		return "a list of " + plural(describe(t.Elem()))
-	case reflect.Struct, reflect.Map:
+	case reflect.Map:
+		return "an object of " + plural(describe(t.Elem()))
+	case reflect.Struct:
 		return "an object"
 	}
 	return "a different JSON type"

@@ -55,6 +55,7 @@ func NewHandler(svc *Service, tokens *Tokens, log *slog.Logger) (*Handler, error
 	h.mux.HandleFunc("DELETE /admin/v1/keys/{id}", h.revokeKey)
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/roll", h.rollKey)
 	h.mux.HandleFunc("POST /admin/v1/keys/{id}/expiry", h.setExpiry)
+	h.mux.HandleFunc("PATCH /admin/v1/keys/{id}", h.updateKey)
 	h.mux.HandleFunc("GET /admin/v1/audit", h.listAudit)
 	h.mux.HandleFunc("GET /admin/v1/keys/{id}/usage", h.keyUsage)
 	h.mux.HandleFunc("GET /admin/v1/tenants/{tenant}/usage", h.tenantUsage)
@@ -115,6 +116,9 @@ type createBody struct {
 	Scopes    []string     `json:"scopes"`
 	Plan      string       `json:"plan"`
 	ExpiresIn durationText `json:"expires_in"`
+	// See CreateRequest.
+	AllowedCIDRs []string          `json:"allowed_cidrs"`
+	Metadata     map[string]string `json:"metadata"`
 }
 
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +131,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := h.svc.Create(r.Context(), CreateRequest{Tenant: b.Tenant, Name: b.Name, Env: b.Env, Prefix: b.Prefix,
-		Scopes: b.Scopes, Plan: b.Plan, ExpiresIn: expiresIn})
+		Scopes: b.Scopes, Plan: b.Plan, ExpiresIn: expiresIn, AllowedCIDRs: b.AllowedCIDRs, Metadata: b.Metadata})
 	if h.fail(w, r, err) {
 		return
 	}

@@ -114,11 +114,11 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 		{"unknown nested path", "GET", "/admin/v1/keys/k/nope", "", 404, "not_found", "/admin/v1/keys/k/nope", ""},
 		{"trailing slash", "GET", "/admin/v1/keys/", "", 404, "not_found", "", ""},
 		{"put on keys", "PUT", "/admin/v1/keys", "", 405, "method_not_allowed", "PUT is not allowed on /admin/v1/keys (allowed: GET, HEAD, POST)", "GET, HEAD, POST"},
-		{"post on a key", "POST", "/admin/v1/keys/key_x", "", 405, "method_not_allowed", "", "GET, HEAD, DELETE"},
+		{"post on a key", "POST", "/admin/v1/keys/key_x", "", 405, "method_not_allowed", "", "GET, HEAD, PATCH, DELETE"},
 		{"get on revoke", "GET", "/admin/v1/keys/key_x/revoke", "", 405, "method_not_allowed", "", "POST"},
 		{"get on a grant", "GET", "/admin/v1/grants/acme/org", "", 405, "method_not_allowed", "", "PUT, DELETE"},
 		{"delete on grants", "DELETE", "/admin/v1/grants", "", 405, "method_not_allowed", "", "GET, HEAD, POST"},
-		{"patch on import", "PATCH", "/admin/v1/keys/import", "", 405, "method_not_allowed", "", "GET, HEAD, POST, DELETE"}, // GET and DELETE: keys/{id}
+		{"put on import", "PUT", "/admin/v1/keys/import", "", 405, "method_not_allowed", "", "GET, HEAD, POST, PATCH, DELETE"}, // GET, PATCH and DELETE: keys/{id}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +151,7 @@ func TestAPIBodyErrors(t *testing.T) {
 		{"expires_in without unit", "/admin/v1/keys", `{"tenant":"acme","expires_in":"30"}`, 400, `expires_in: "30" has no unit`},
 		{"expires_in negative", "/admin/v1/keys", `{"tenant":"acme","expires_in":"-1d"}`, 400, "expires_in: must not be negative"},
 		{"grace bad", "/admin/v1/keys/key_x/roll", `{"grace":"1 week"}`, 400, `grace: "1 week" is not a duration`},
-		{"unknown field", "/admin/v1/keys", `{"tenant":"acme","bogus":1}`, 400, "bogus: unknown field (known: tenant, name, env, prefix, scopes, plan, expires_in)"},
+		{"unknown field", "/admin/v1/keys", `{"tenant":"acme","bogus":1}`, 400, "bogus: unknown field (known: tenant, name, env, prefix, scopes, plan, expires_in, allowed_cidrs, metadata)"},
 		{"not json", "/admin/v1/keys", `not json`, 400, "body: not valid JSON at byte 2"},
 		{"a list, not an object", "/admin/v1/keys", `[1]`, 400, "body: must be a JSON object"},
 		{"empty body", "/admin/v1/keys", ``, 400, "body: empty; send a JSON object"},

@@ -26,6 +26,9 @@ type KeyView struct {
 	RolledAt   *time.Time `json:"rolled_at,omitempty"`
 	ReplacedBy string     `json:"replaced_by,omitempty"`
 	Imported   bool       `json:"imported,omitempty"`
+	// AllowedCIDRs is empty for a key usable from anywhere.
+	AllowedCIDRs []string          `json:"allowed_cidrs"`
+	Metadata     map[string]string `json:"metadata"`
 }
 
 // ViewKey renders a record at now.
@@ -35,6 +38,7 @@ func ViewKey(r keys.Record, now time.Time) KeyView {
 		Scopes: nonNil(r.Scopes), Plan: r.Plan, Lineage: r.Lineage, Status: r.Status(now).String(),
 		CreatedAt: r.CreatedAt, ExpiresAt: opt(r.ExpiresAt), RevokedAt: opt(r.RevokedAt),
 		LastUsedAt: opt(r.LastUsedAt), RolledAt: opt(r.RolledAt), ReplacedBy: r.ReplacedBy, Imported: r.Imported,
+		AllowedCIDRs: keys.FormatCIDRs(r.AllowedCIDRs), Metadata: nonNilMap(r.Metadata),
 	}
 }
 

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,10 @@ type entry struct {
 	lineage                  string
 	scopes                   []string
 	expires, revoked, rolled int64
+	// cidrs and meta are nil for a key without them: parsed once, when
+	// the record was read, never on a request.
+	cidrs []netip.Prefix
+	meta  map[string]string
 }
 
 func nanos(t time.Time) int64 {
@@ -45,7 +50,8 @@ func (e *entry) active(now int64) bool {
 // record rebuilds the part of a keys.Record that decisions read.
 func (e *entry) record() keys.Record {
 	r := keys.Record{ID: e.id, Hash: e.hash, Prefix: e.prefix, Tenant: e.tenant, Env: e.env, Scopes: e.scopes,
-		Plan: e.plan, Lineage: e.lineage, ExpiresAt: fromNanos(e.expires), RevokedAt: fromNanos(e.revoked), RolledAt: fromNanos(e.rolled)}
+		Plan: e.plan, Lineage: e.lineage, ExpiresAt: fromNanos(e.expires), RevokedAt: fromNanos(e.revoked), RolledAt: fromNanos(e.rolled),
+		AllowedCIDRs: e.cidrs, Metadata: e.meta}
 	if r.Lineage == "" {
 		r.Lineage = r.ID
 	}
@@ -56,7 +62,8 @@ func (e *entry) record() keys.Record {
 func (c *Cache) entryOf(r *keys.Record) *entry {
 	e := &entry{hash: r.Hash, env: r.Env, id: r.ID, prefix: r.Prefix,
 		tenant: c.intern.str(r.Tenant), plan: c.intern.str(r.Plan), scopes: c.intern.list(r.Scopes),
-		expires: nanos(r.ExpiresAt), revoked: nanos(r.RevokedAt), rolled: nanos(r.RolledAt)}
+		expires: nanos(r.ExpiresAt), revoked: nanos(r.RevokedAt), rolled: nanos(r.RolledAt),
+		cidrs: r.AllowedCIDRs, meta: r.Metadata}
 	if r.Lineage != r.ID {
 		e.lineage = r.Lineage
 	}

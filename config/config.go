@@ -225,6 +225,7 @@ func (f KeyFormat) HasChecksum() bool { return f.Checksum == nil || *f.Checksum 
 type Window struct {
 	Limit  int           `yaml:"limit"`
 	Period time.Duration `yaml:"period"`
+	Per    string        `yaml:"per"` // key (default) | tenant
 }
 
 // Limits sets what rate limiting does when Redis fails.
@@ -258,6 +259,9 @@ type Headers struct {
 	Env    string `yaml:"env"`
 	Scopes string `yaml:"scopes"`
 	Plan   string `yaml:"plan"`
+	// Metadata maps a key's metadata keys to the headers that forward
+	// them upstream on allowed requests, e.g. {team: x-keygate-team}.
+	Metadata map[string]string `yaml:"metadata"`
 }
 
 // Scopes says how scope strings are written.

@@ -44,7 +44,7 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	}
 	def := Default()
 	if cfg.GRPCAddr != def.GRPCAddr || cfg.Database != def.Database || cfg.Redis != def.Redis || cfg.Cache != def.Cache ||
-		cfg.Headers != def.Headers || cfg.Auth != def.Auth || cfg.Organization != def.Organization || cfg.Limits != def.Limits {
+		!reflect.DeepEqual(cfg.Headers, def.Headers) || cfg.Auth != def.Auth || cfg.Organization != def.Organization || cfg.Limits != def.Limits {
 		t.Errorf("keygate.example.yaml must show the defaults:\n got %+v\nwant %+v", cfg, def)
 	}
 	if len(cfg.Plans) != len(def.Plans) {
@@ -150,6 +150,12 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"http keys url", "secret_scanning:\n  github: {keys_url: 'http://keys.example/x'}\n", nil, "secret_scanning.github.keys_url"},
 		{"scanning without portal", "secret_scanning: {enabled: true}\nportal: {addr: ''}\n", nil, "secret_scanning.enabled: needs portal.addr"},
 		{"bad portal addr", "portal:\n  addr: nine\n", nil, "portal.addr"},
+		{"bad per", "plans:\n  test: [{limit: 1, period: 1h, per: team}]\n  live: [{limit: 1, period: 1h}]\n", nil, `plans.test[0].per: "team" is not key or tenant`},
+		{"two tenant windows of one period", "plans:\n  test: [{limit: 1, period: 1h, per: tenant}, {limit: 2, period: 60m, per: tenant}]\n  live: [{limit: 1, period: 1h}]\n", nil, "plans.test[1].period"},
+		{"bad metadata header", "headers:\n  metadata: {team: 'x team'}\n", nil, "headers.metadata.team"},
+		{"bad metadata key", "headers:\n  metadata: {Team: x-team}\n", nil, `headers.metadata.Team: key "Team"`},
+		{"metadata in a proxy's header", "headers:\n  metadata: {team: Host}\n", nil, "headers.metadata.team: \"host\" is a header a proxy owns"},
+		{"metadata in another header", "headers:\n  metadata: {team: x-keygate-tenant}\n", nil, "also used by"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -199,5 +205,22 @@ func TestCacheDefaults(t *testing.T) {
 	if def.NegativeMax != cache.DefaultNegativeMax || def.MissLookupsPerSecond != cache.DefaultMissLookups {
 		t.Fatalf("config defaults negative_max %d, miss_lookups_per_second %d; the cache's %d, %d",
 			def.NegativeMax, def.MissLookupsPerSecond, cache.DefaultNegativeMax, cache.DefaultMissLookups)
+	}
+}
+
+// TestTenantWindowsAndMetadataHeaders: per and headers.metadata reach the
+// limits and extauthz configurations, header names lower-cased.
+func TestTenantWindowsAndMetadataHeaders(t *testing.T) {
+	path := writeFile(t, "plans:\n  test: [{limit: 10, period: 1m}, {limit: 100, period: 1m, per: tenant}]\n  live: [{limit: 1, period: 1h, per: key}]\n"+
+		"headers:\n  metadata: {team: X-Keygate-Team, owner: x-owner}\n")
+	cfg, err := Load(path, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.PlanWindows()["test"]; len(got) != 2 || got[0].Tenant() || !got[1].Tenant() {
+		t.Errorf("test plan: %+v", got)
+	}
+	if got := cfg.HeaderNames().Metadata; got["team"] != "x-keygate-team" || got["owner"] != "x-owner" {
+		t.Errorf("metadata headers: %v", got)
 	}
 }

@@ -50,7 +50,7 @@ func (c *Config) PlanWindows() map[string][]limits.Window {
 	for name, ws := range c.Plans {
 		plans[name] = make([]limits.Window, 0, len(ws)) // a plan without windows is an error to report
 		for _, w := range ws {
-			plans[name] = append(plans[name], limits.Window{Limit: w.Limit, Period: w.Period})
+			plans[name] = append(plans[name], limits.Window{Limit: w.Limit, Period: w.Period, Per: limits.Per(w.Per)})
 		}
 	}
 	return plans
@@ -90,7 +90,7 @@ func (c *Config) HeaderNames() extauthz.HeaderNames {
 	return extauthz.HeaderNames{
 		Auth: c.Auth.Header, Org: c.Organization.Header,
 		KeyID: c.Headers.KeyID, Tenant: c.Headers.Tenant, OrgOut: c.Headers.Org,
-		Env: c.Headers.Env, Scopes: c.Headers.Scopes, Plan: c.Headers.Plan,
+		Env: c.Headers.Env, Scopes: c.Headers.Scopes, Plan: c.Headers.Plan, Metadata: c.Headers.Metadata,
 	}
 }
 

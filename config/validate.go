@@ -137,6 +137,16 @@ func (c *Config) Validate() error {
 		"headers.key_id": c.Headers.KeyID, "headers.tenant": c.Headers.Tenant, "headers.org": c.Headers.Org,
 		"headers.env": c.Headers.Env, "headers.scopes": c.Headers.Scopes, "headers.plan": c.Headers.Plan,
 	}
+	for k, h := range c.Headers.Metadata {
+		field := "headers.metadata." + k
+		headers[field] = h
+		if err := keys.ValidateMetadata(map[string]string{k: "x"}); err != nil {
+			bad(field, "%v", err)
+		}
+		if forbiddenHeaders[strings.ToLower(strings.TrimSpace(h))] {
+			bad(field, "%q is a header a proxy owns; it cannot carry metadata", h)
+		}
+	}
 	seen := map[string]string{}
 	for _, field := range sortedKeys(headers) {
 		h := strings.ToLower(strings.TrimSpace(headers[field]))
@@ -197,6 +207,16 @@ func (c *Config) normalize() {
 		&c.Headers.Org, &c.Headers.Env, &c.Headers.Scopes, &c.Headers.Plan} {
 		*p = strings.ToLower(strings.TrimSpace(*p))
 	}
+	for k, h := range c.Headers.Metadata {
+		c.Headers.Metadata[k] = strings.ToLower(strings.TrimSpace(h))
+	}
+}
+
+// forbiddenHeaders are the request headers a proxy or HTTP itself owns:
+// metadata may not be forwarded in them.
+var forbiddenHeaders = map[string]bool{
+	"host": true, "content-length": true, "content-type": true, "transfer-encoding": true, "connection": true,
+	"te": true, "upgrade": true, "cookie": true, "x-forwarded-for": true, "x-request-id": true,
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ func (discardUsage) TouchLastUsed(context.Context, map[string]time.Time) error {
 // benchKeys are the keys of the benchmark server, one per outcome.
 type benchKeys struct {
 	allowed, revoked, expired, noScope, tiny, unknown, down, over string
+	// restricted has allowed networks (10.0.0.0/8) and metadata; shared
+	// a plan with a per-tenant window.
+	restricted, shared string
 }
 
 var benchFormat = keys.Format{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true}
@@ -81,7 +85,7 @@ func newKey(b testing.TB) string {
 func benchServer(b testing.TB) (*Server, benchKeys) {
 	hasher := keys.NewHasher(nil)
 	k := benchKeys{allowed: newKey(b), revoked: newKey(b), expired: newKey(b), noScope: newKey(b), tiny: newKey(b),
-		unknown: newKey(b), down: newKey(b), over: newKey(b)}
+		unknown: newKey(b), down: newKey(b), over: newKey(b), restricted: newKey(b), shared: newKey(b)}
 	m := memKeys{recs: map[keys.Hash]keys.Record{}, down: map[keys.Hash]bool{hasher.Sum(k.down): true},
 		over: map[keys.Hash]bool{hasher.Sum(k.over): true}}
 	past := time.Now().Add(-time.Hour)
@@ -97,11 +101,16 @@ func benchServer(b testing.TB) (*Server, benchKeys) {
 		{k.expired, []string{"patients:read"}, "live", time.Time{}, past},
 		{k.noScope, []string{"forms:read"}, "live", time.Time{}, time.Time{}},
 		{k.tiny, []string{"patients:read"}, "tiny", time.Time{}, time.Time{}},
+		{k.restricted, []string{"patients:read"}, "live", time.Time{}, time.Time{}},
+		{k.shared, []string{"patients:read"}, "shared", time.Time{}, time.Time{}},
 	} {
 		id := "key_" + strconv.Itoa(i)
 		m.recs[hasher.Sum(c.key)] = keys.Record{ID: id, Hash: hasher.Sum(c.key), Prefix: c.key[:15], Tenant: "acme", Env: keys.EnvLive,
 			Scopes: c.scopes, Plan: c.plan, Lineage: id, RevokedAt: c.revoked, ExpiresAt: c.expires}
 	}
+	r := m.recs[hasher.Sum(k.restricted)]
+	r.AllowedCIDRs, r.Metadata = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, map[string]string{"team": "billing"}
+	m.recs[r.Hash] = r
 	s := benchServerOn(b, m)
 	// Spend the tiny plan: every later request of that key is limited.
 	if _, err := s.Check(context.Background(), benchReq("Bearer "+k.tiny)); err != nil {
@@ -122,9 +131,10 @@ func benchServerOn(b testing.TB, kl keyLookup) *Server {
 		b.Fatal(err)
 	}
 	lim, err := limits.New(limits.Config{Plans: map[string][]limits.Window{
-		"live": {{Limit: 1 << 30, Period: time.Hour}},
-		"tiny": {{Limit: 1, Period: time.Hour}},
-		"huge": {{Limit: 1 << 30, Period: 24 * time.Hour}},
+		"live":   {{Limit: 1 << 30, Period: time.Hour}},
+		"tiny":   {{Limit: 1, Period: time.Hour}},
+		"huge":   {{Limit: 1 << 30, Period: 24 * time.Hour}},
+		"shared": {{Limit: 1 << 30, Period: time.Hour}, {Limit: 1 << 30, Period: time.Hour, Per: limits.PerTenant}},
 	}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
@@ -135,7 +145,8 @@ func benchServerOn(b testing.TB, kl keyLookup) *Server {
 	}
 	s, err := New(Config{Formats: formats, Hasher: keys.NewHasher(nil), Policy: pol, Realm: "keygate",
 		Headers: HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id", Tenant: "x-keygate-tenant",
-			OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"}},
+			OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
+			Metadata: map[string]string{"team": "x-keygate-team"}}},
 		kl, lim, rec, nil, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
@@ -204,6 +215,16 @@ func BenchmarkCheck(b *testing.B) {
 	for _, c := range cases {
 		run(c.name, s, c.req)
 	}
+	from := func(r *authv3.CheckRequest, addr string) *authv3.CheckRequest {
+		r.Attributes.Source = &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: addr}}}}
+		return r
+	}
+	// A key with networks and metadata, and one on a plan with a tenant
+	// window: what those cost over "allowed".
+	run("allowed/restricted", s, from(benchReq("Bearer "+k.restricted), "10.1.2.3"))
+	run("ip_not_allowed", s, from(benchReq("Bearer "+k.restricted), "192.0.2.1"))
+	run("allowed/tenant_window", s, benchReq("Bearer "+k.shared))
 	run("allowed/notices", ns, benchReq("Bearer "+nk.allowed))
 	run("rate_limited/notices", ns, benchReq("Bearer "+nk.tiny))
 }

@@ -42,6 +42,7 @@ type env struct {
 	plain authv3.AuthorizationClient
 	logs  *syncbuf.Buffer
 	usage *usage.Recorder
+	opts  envOpts
 }
 
 type envOpts struct {
@@ -61,6 +62,8 @@ type envOpts struct {
 	cache cache.Config
 	// seed runs before the cache starts, so what it creates is warm-loaded.
 	seed func(*admin.Service)
+	// metaHeaders is headers.metadata.
+	metaHeaders map[string]string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -154,7 +157,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	ecfg := extauthz.Config{
 		Formats: formats, Hasher: hasher, Policy: pol, Realm: "keygate", TrustedHops: o.trustedHops,
 		Headers: extauthz.HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id",
-			Tenant: "x-keygate-tenant", OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"},
+			Tenant: "x-keygate-tenant", OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
+			Metadata: o.metaHeaders},
 	}
 	if o.failures != nil {
 		ecfg.Failures = o.failures
@@ -175,7 +179,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	for !kc.Ready() {
 		time.Sleep(5 * time.Millisecond)
 	}
-	return &env{t: t, db: db, admin: svc, cache: kc, client: client, plain: plain, logs: logs, usage: rec}
+	return &env{t: t, db: db, admin: svc, cache: kc, client: client, plain: plain, logs: logs, usage: rec, opts: o}
 }
 
 // serveOn serves srv on a new gRPC server built with opts, on loopback.

@@ -22,6 +22,9 @@ const (
 	CodeInvalidOrganization
 	CodeOrganizationForbidden
 	CodeInsufficientScope
+	// CodeIPNotAllowed: the key has allowed networks and the client
+	// address is in none of them.
+	CodeIPNotAllowed
 	CodeRouteNotFound
 	CodeRateLimited
 	CodeUnavailable
@@ -50,6 +53,7 @@ var codeTable = [numCodes]codeInfo{
 	CodeInvalidOrganization:    {"invalid_organization", http.StatusBadRequest, codes.InvalidArgument, "invalid_request_error", "Invalid organization id"},
 	CodeOrganizationForbidden:  {"organization_forbidden", http.StatusForbidden, codes.PermissionDenied, "permission_error", "API key has no access to this organization"},
 	CodeInsufficientScope:      {"insufficient_scope", http.StatusForbidden, codes.PermissionDenied, "permission_error", "Insufficient scope. Required: "},
+	CodeIPNotAllowed:           {"ip_not_allowed", http.StatusForbidden, codes.PermissionDenied, "permission_error", "API key is not allowed from this IP address"},
 	CodeRouteNotFound:          {"route_not_found", http.StatusNotFound, codes.NotFound, "invalid_request_error", "No route matches this request"},
 	CodeRateLimited:            {"rate_limited", http.StatusTooManyRequests, codes.ResourceExhausted, "rate_limit_error", "Rate limit exceeded"},
 	CodeUnavailable:            {"unavailable", http.StatusServiceUnavailable, codes.Unavailable, "api_error", "Service temporarily unavailable, retry later"},

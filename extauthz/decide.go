@@ -49,8 +49,8 @@ var _ keyLookup = (*cache.Cache)(nil)
 
 // limiter spends one request of a key's plan. *limits.Limiter implements it.
 type limiter interface {
-	Allow(ctx context.Context, bucket, plan string) (limits.Result, error)
-	PolicyOf(plan string) string
+	AllowFor(ctx context.Context, bucket, tenant, plan string) (limits.Result, error)
+	PolicyFor(plan, tenant string) string
 }
 
 var _ limiter = (*limits.Limiter)(nil)
@@ -77,6 +77,9 @@ var _ usageRecorder = (*usage.Recorder)(nil)
 type HeaderNames struct {
 	Auth, Org                                string // read
 	KeyID, Tenant, OrgOut, Env, Scopes, Plan string // injected
+	// Metadata maps metadata keys to the headers injected with their
+	// values, for keys that have them.
+	Metadata map[string]string
 }
 
 // Config is what the server needs besides its collaborators.
@@ -123,6 +126,8 @@ type Server struct {
 	// shared (read-only) by every response.
 	codeValues [numCodes]*structpb.Value
 	parts      partsCache
+	// meta are the metadata headers, by metadata key, sorted.
+	meta []metaHeader
 	// injectedClock: Config.Now was set (tests); otherwise decisions take
 	// the time the transport already read, one clock read fewer.
 	injectedClock bool
@@ -172,6 +177,7 @@ func New(cfg Config, kl keyLookup, lim limiter, usage usageRecorder, m *Metrics,
 	for _, h := range []string{cfg.Headers.KeyID, cfg.Headers.Tenant, cfg.Headers.OrgOut, cfg.Headers.Env, cfg.Headers.Scopes, cfg.Headers.Plan} {
 		s.names.injected[h] = true
 	}
+	s.meta, s.names.metaOther = metadataHeaders(cfg.Headers.Metadata)
 	return s, nil
 }
 
@@ -287,6 +293,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	case keys.StatusExpired:
 		return CodeAPIKeyExpired
 	}
+	if len(rec.AllowedCIDRs) > 0 && !s.fromAllowedNetwork(r, &rec) {
+		return CodeIPNotAllowed
+	}
 
 	intro := s.cfg.Policy.Introspects(r.Method, r.Path)
 	var m policy.Match
@@ -343,7 +352,7 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 		bucket = rec.ID
 	}
 	var err error
-	d.Rate, err = s.lim.Allow(ctx, bucket, d.Plan)
+	d.Rate, err = s.lim.AllowFor(ctx, bucket, rec.Tenant, d.Plan)
 	if err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, limits.ErrUnknownPlan) {
@@ -363,6 +372,9 @@ func (s *Server) decide(ctx context.Context, r *Request, d *Decision) Code {
 	}
 	if intro {
 		return CodeIntrospection
+	}
+	if len(rec.Metadata) > 0 && len(d.Strip) > 0 {
+		d.Strip = s.unstripMetadata(d.Strip, &rec)
 	}
 	return CodeOK
 }

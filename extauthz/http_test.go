@@ -29,7 +29,14 @@ type httpEnv struct {
 
 func newHTTPEnv(t *testing.T) *httpEnv {
 	t.Helper()
-	e := newEnv(t, envOpts{routes: testRoutes})
+	return newHTTPEnvWith(t, envOpts{routes: testRoutes})
+}
+
+// newHTTPEnvWith is newHTTPEnv with o's routes, trusted hops and metadata
+// headers.
+func newHTTPEnvWith(t *testing.T, o envOpts) *httpEnv {
+	t.Helper()
+	e := newEnv(t, o)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	formats, err := keys.NewFormats([]keys.Format{
 		{Prefix: "sk_live_", Env: keys.EnvLive, Checksum: true},
@@ -38,7 +45,7 @@ func newHTTPEnv(t *testing.T) *httpEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(policy.Config{Routes: testRoutes})
+	pol, err := policy.New(policy.Config{Routes: o.routes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +59,10 @@ func newHTTPEnv(t *testing.T) *httpEnv {
 	}
 	t.Cleanup(func() { lim.Close() })
 	srv, err := extauthz.New(extauthz.Config{
-		Formats: formats, Hasher: keys.NewHasher(nil), Policy: pol, Realm: "keygate",
+		Formats: formats, Hasher: keys.NewHasher(nil), Policy: pol, Realm: "keygate", TrustedHops: o.trustedHops,
 		Headers: extauthz.HeaderNames{Auth: "authorization", Org: "x-organization-id", KeyID: "x-keygate-key-id",
-			Tenant: "x-keygate-tenant", OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan"},
+			Tenant: "x-keygate-tenant", OrgOut: "x-keygate-org", Env: "x-keygate-env", Scopes: "x-keygate-scopes", Plan: "x-keygate-plan",
+			Metadata: o.metaHeaders},
 	}, e.cache, lim, e.usage, nil, log)
 	if err != nil {
 		t.Fatal(err)

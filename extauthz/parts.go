@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -23,24 +24,27 @@ type allowParts struct {
 	id, tenant, org, plan string
 	env                   keys.Env
 	scopes                []string
+	metadata              map[string]string
 
 	upstream [6]headerOption
 	opts     [6]*corev3.HeaderValueOption
-	policy   headerOption
-	meta     metadataFields
-	md       *structpb.Struct
+	// headers are opts, then the key's metadata headers if it has any.
+	headers []*corev3.HeaderValueOption
+	policy  headerOption
+	meta    metadataFields
+	md      *structpb.Struct
 }
 
 func (p *allowParts) matches(d *Decision) bool {
 	return p.id == d.Key.ID && p.tenant == d.Key.Tenant && p.org == d.Org && p.plan == d.Plan &&
-		p.env == d.Key.Env && slices.Equal(p.scopes, d.Scopes)
+		p.env == d.Key.Env && slices.Equal(p.scopes, d.Scopes) && maps.Equal(p.metadata, d.Key.Metadata)
 }
 
 func (s *Server) newAllowParts(d *Decision) *allowParts {
 	h := &s.cfg.Headers
 	p := &allowParts{
 		id: d.Key.ID, tenant: d.Key.Tenant, org: d.Org, plan: d.Plan, env: d.Key.Env,
-		scopes: slices.Clone(d.Scopes),
+		scopes: slices.Clone(d.Scopes), metadata: d.Key.Metadata,
 	}
 	for i, hd := range [...]header{
 		{h.KeyID, d.Key.ID},
@@ -52,7 +56,14 @@ func (s *Server) newAllowParts(d *Decision) *allowParts {
 	} {
 		p.opts[i] = p.upstream[i].set(hd)
 	}
-	p.policy.set(header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)})
+	p.headers = p.opts[:]
+	if meta := s.appendMetadata(&d.Key, nil); len(meta) > 0 {
+		p.headers = slices.Clip(p.headers)
+		for _, hd := range meta {
+			p.headers = append(p.headers, new(headerOption).set(hd))
+		}
+	}
+	p.policy.set(header{"ratelimit-policy", s.lim.PolicyFor(d.Plan, d.Key.Tenant)})
 	p.md = p.meta.build(d, s.codeValues[CodeOK])
 	return p
 }

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"slices"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -39,6 +40,9 @@ type headerNames struct {
 	injected  map[string]bool
 	exts      *extCache // for the wire reader
 	trace     bool      // read traceparent and tracestate
+	// metaOther are the metadata headers outside reservedPrefix: removed
+	// when a client sends them, as reservedPrefix's are.
+	metaOther []string
 }
 
 // fromCheck maps a CheckRequest. Envoy sends headers either in the headers
@@ -91,6 +95,8 @@ func (n *headerNames) header(r *Request, k, v string, joined bool) {
 	case n.trace && k == "tracestate":
 		r.TraceState = v
 	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
+		r.Strip = append(r.Strip, k)
+	case len(n.metaOther) > 0 && slices.Contains(n.metaOther, k):
 		r.Strip = append(r.Strip, k)
 	}
 }

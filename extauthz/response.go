@@ -54,7 +54,7 @@ func (s *Server) rateHeaders(d *Decision, out []header) []header {
 	if !d.HasRate {
 		return out
 	}
-	return rateNumbers(d, append(out, header{"ratelimit-policy", s.lim.PolicyOf(d.Plan)}))
+	return rateNumbers(d, append(out, header{"ratelimit-policy", s.lim.PolicyFor(d.Plan, d.Key.Tenant)}))
 }
 
 // rateNumbers appends the rate-limit headers that change with every request.
@@ -75,7 +75,7 @@ func rateNumbers(d *Decision, out []header) []header {
 	endRemaining := len(b)
 	b = strconv.AppendInt(b, limits.CeilSeconds(r.Reset), 10)
 	endReset := len(b)
-	b = limits.AppendState(b, *r)
+	b = limits.AppendState(b, *r, d.Key.Tenant)
 	all := string(b)
 	return append(out,
 		header{"x-ratelimit-limit", all[:endLimit]},
@@ -120,14 +120,14 @@ func (s *Server) deniedHeaders(d *Decision) []header {
 // upstreamHeaders appends the headers injected for the upstream on allow.
 func (s *Server) upstreamHeaders(d *Decision, out []header) []header {
 	h := &s.cfg.Headers
-	return append(out,
+	return s.appendMetadata(&d.Key, append(out,
 		header{h.KeyID, d.Key.ID},
 		header{h.Tenant, d.Key.Tenant},
 		header{h.OrgOut, d.Org},
 		header{h.Env, string(d.Key.Env)},
 		header{h.Scopes, strings.Join(d.Scopes, ",")},
 		header{h.Plan, d.Plan},
-	)
+	))
 }
 
 // removedHeaders are the request headers Envoy drops before the upstream.
@@ -229,7 +229,7 @@ func (s *Server) okResponse(d *Decision) *okResponse {
 			opts = append(opts, new(headerOption).set(h))
 		}
 	}
-	r.http.Headers = p.opts[:]
+	r.http.Headers = p.headers
 	r.http.ResponseHeadersToAdd = opts
 	if len(d.Strip) == 0 {
 		r.remove[0] = s.cfg.Headers.Auth

@@ -382,7 +382,8 @@ func (r *wireReader) mapHeader(k, v span) {
 		h.traceParent, h.hasTraceParent = v, true
 	case n.trace && string(kb) == "tracestate":
 		h.traceState, h.hasTraceState = v, true
-	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)]:
+	case strings.HasPrefix(string(kb), reservedPrefix) && !n.injected[string(kb)],
+		len(n.metaOther) > 0 && n.isMetaOther(kb):
 		if !slices.Contains(h.strip, string(kb)) {
 			h.strip = append(h.strip, string(kb))
 		}
@@ -420,6 +421,13 @@ func (r *wireReader) listHeader(k, v span) {
 		if lower := asciiLower(kb); !n.injected[lower] {
 			h.strip = append(h.strip, lower)
 		}
+	case len(n.metaOther) > 0:
+		for _, m := range n.metaOther {
+			if asciiLowerEqual(kb, m) {
+				h.strip = append(h.strip, m)
+				break
+			}
+		}
 	}
 }
 
@@ -440,7 +448,8 @@ func (r *wireReader) listHeaderNamed(k string, v span) {
 		h.traceParent, h.hasTraceParent = v, true
 	case n.trace && k == "tracestate":
 		h.traceState, h.hasTraceState = v, true
-	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k]:
+	case strings.HasPrefix(k, reservedPrefix) && !n.injected[k],
+		len(n.metaOther) > 0 && slices.Contains(n.metaOther, k):
 		h.strip = append(h.strip, k)
 	}
 }

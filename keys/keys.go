@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -143,6 +144,13 @@ type Record struct {
 	ReplacedBy string
 	// Imported is set for keys whose hash came from another system.
 	Imported bool
+	// AllowedCIDRs, if any, are the only networks the key may be used
+	// from (ParseCIDRs' form: normalised, parsed once when the record is
+	// read). Nil: anywhere.
+	AllowedCIDRs []netip.Prefix
+	// Metadata is stored with the key and forwarded upstream as the
+	// configured headers (ValidateMetadata's rules). Nil: none.
+	Metadata map[string]string
 	// Version is the change-feed version of the last write to the record.
 	Version int64
 }

@@ -17,11 +17,11 @@ func TestNewValidation(t *testing.T) {
 	}{
 		{"no plans", Config{}, "plans: at least one plan"},
 		{"empty plan", Config{Plans: map[string][]Window{"x": {}}}, "plans.x: needs at least one window"},
-		{"zero limit", Config{Plans: map[string][]Window{"x": {{1, time.Second}, {0, time.Hour}}}}, "plans.x[1].limit"},
-		{"negative limit", Config{Plans: map[string][]Window{"x": {{-5, time.Second}}}}, "plans.x[0].limit"},
-		{"sub-second period", Config{Plans: map[string][]Window{"x": {{1, time.Second}, {1, 500 * time.Millisecond}}}}, "plans.x[1].period"},
-		{"fractional period", Config{Plans: map[string][]Window{"x": {{1, 1500 * time.Millisecond}}}}, "plans.x[0].period"},
-		{"zero period", Config{Plans: map[string][]Window{"x": {{1, 0}}}}, "plans.x[0].period"},
+		{"zero limit", Config{Plans: map[string][]Window{"x": {{Limit: 1, Period: time.Second}, {Limit: 0, Period: time.Hour}}}}, "plans.x[1].limit"},
+		{"negative limit", Config{Plans: map[string][]Window{"x": {{Limit: -5, Period: time.Second}}}}, "plans.x[0].limit"},
+		{"sub-second period", Config{Plans: map[string][]Window{"x": {{Limit: 1, Period: time.Second}, {Limit: 1, Period: 500 * time.Millisecond}}}}, "plans.x[1].period"},
+		{"fractional period", Config{Plans: map[string][]Window{"x": {{Limit: 1, Period: 1500 * time.Millisecond}}}}, "plans.x[0].period"},
+		{"zero period", Config{Plans: map[string][]Window{"x": {{Limit: 1, Period: 0}}}}, "plans.x[0].period"},
 		{"bad mode", Config{Plans: ok, OnRedisError: "sometimes"}, "limits.on_redis_error"},
 		{"bad scheme", Config{Plans: ok, RedisURL: "http://127.0.0.1:6379"}, "redis.url"},
 		{"bad port", Config{Plans: ok, RedisURL: "redis://127.0.0.1:notaport/0"}, "redis.url"},
@@ -76,7 +76,7 @@ func TestRedisURLForms(t *testing.T) {
 					o.Addrs, o.IsClusterMode, o.MasterName, o.DB, o.TLSConfig != nil, tc.addrs, tc.cluster, tc.master, tc.db, tc.tls)
 			}
 			// New accepts it without I/O.
-			l, err := New(Config{Plans: map[string][]Window{"p": {{1, time.Second}}}, RedisURL: tc.url}, slog.New(slog.DiscardHandler))
+			l, err := New(Config{Plans: map[string][]Window{"p": {{Limit: 1, Period: time.Second}}}, RedisURL: tc.url}, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
@@ -90,7 +90,7 @@ func TestRedisURLForms(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	l, err := New(Config{Plans: map[string][]Window{"p": {{1, time.Second}}}}, slog.New(slog.DiscardHandler))
+	l, err := New(Config{Plans: map[string][]Window{"p": {{Limit: 1, Period: time.Second}}}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

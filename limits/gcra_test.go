@@ -27,7 +27,7 @@ func bypassDenyCache(t *testing.T, l *Limiter, bucket, plan string) Result {
 	if l.rdb == nil {
 		return mustAllow(t, l, bucket, plan)
 	}
-	r, err := l.allowRedis(context.Background(), bucket, l.plans[plan], 1)
+	r, err := l.allowRedis(context.Background(), bucket, "", l.plans[plan], 1)
 	if err != nil {
 		t.Fatalf("allowRedis: %v", err)
 	}

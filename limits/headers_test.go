@@ -34,10 +34,10 @@ func TestPolicyHeader(t *testing.T) {
 		ws   []Window
 		want string
 	}{
-		{"live", []Window{{10000, time.Hour}}, `"1h";q=10000;w=3600`},
-		{"test", []Window{{100, time.Hour}, {1000, 24 * time.Hour}}, `"1h";q=100;w=3600, "24h";q=1000;w=86400`},
-		{"tier", []Window{{1000, time.Minute}}, `"1m";q=1000;w=60`},
-		{"seconds", []Window{{5, time.Second}, {50, 30 * time.Second}}, `"1s";q=5;w=1, "30s";q=50;w=30`},
+		{"live", []Window{{Limit: 10000, Period: time.Hour}}, `"1h";q=10000;w=3600`},
+		{"test", []Window{{Limit: 100, Period: time.Hour}, {Limit: 1000, Period: 24 * time.Hour}}, `"1h";q=100;w=3600, "24h";q=1000;w=86400`},
+		{"tier", []Window{{Limit: 1000, Period: time.Minute}}, `"1m";q=1000;w=60`},
+		{"seconds", []Window{{Limit: 5, Period: time.Second}, {Limit: 50, Period: 30 * time.Second}}, `"1s";q=5;w=1, "30s";q=50;w=30`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +50,7 @@ func TestPolicyHeader(t *testing.T) {
 
 func TestStateHeader(t *testing.T) {
 	t.Parallel()
-	hour, day := Window{100, time.Hour}, Window{1000, 24 * time.Hour}
+	hour, day := Window{Limit: 100, Period: time.Hour}, Window{Limit: 1000, Period: 24 * time.Hour}
 	cases := []struct {
 		name string
 		r    Result
@@ -99,8 +99,8 @@ func TestCeilSeconds(t *testing.T) {
 func TestHeadersFromLimiter(t *testing.T) {
 	t.Parallel()
 	plans := map[string][]Window{
-		"test": {{100, time.Hour}, {1000, 24 * time.Hour}},
-		"one":  {{2, 10 * time.Second}},
+		"test": {{Limit: 100, Period: time.Hour}, {Limit: 1000, Period: 24 * time.Hour}},
+		"one":  {{Limit: 2, Period: 10 * time.Second}},
 	}
 	backends(t, plans, func(t *testing.T, l *Limiter) {
 		if got, want := l.PolicyOf("test"), `"1h";q=100;w=3600, "24h";q=1000;w=86400`; got != want {

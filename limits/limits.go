@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -41,22 +40,44 @@ var (
 	ErrUnavailable = errors.New("limits: rate-limit store unavailable")
 	// ErrUnknownPlan: the key's plan is not configured.
 	ErrUnknownPlan = errors.New("limits: unknown plan")
+	// ErrNoTenant: a plan with per-tenant windows was asked for a key
+	// without a tenant.
+	ErrNoTenant = errors.New("limits: no tenant for a per-tenant window")
 )
 
 // Window is one limit of a plan: Limit requests per Period, with a burst of
-// Limit (a fresh key may spend its whole window at once).
+// Limit (a fresh key may spend its whole window at once), counted per key
+// lineage or, with Per set to PerTenant, shared by all the keys of a tenant
+// on the plan.
 type Window struct {
 	Limit  int
 	Period time.Duration
+	Per    Per // "" is PerKey
 }
 
-// Name renders the period for the RateLimit headers: "1h", "24h", "1m", "30s".
+// Per says who shares a window's bucket.
+type Per string
+
+// The values of a window's per.
+const (
+	PerKey    Per = "key"    // each key lineage has its own bucket
+	PerTenant Per = "tenant" // the keys of a tenant on the plan share one
+)
+
+// Tenant reports whether the window is shared by a tenant's keys.
+func (w Window) Tenant() bool { return w.Per == PerTenant }
+
+// Name renders the window for the RateLimit headers: the period, "1h",
+// "24h", "1m", "30s", prefixed with "tenant-" for a per-tenant window.
 func (w Window) Name() string {
-	return string(w.AppendName(make([]byte, 0, 8)))
+	return string(w.AppendName(make([]byte, 0, 16)))
 }
 
 // AppendName appends the window's Name to b.
 func (w Window) AppendName(b []byte) []byte {
+	if w.Tenant() {
+		b = append(b, "tenant-"...)
+	}
 	p := w.Period
 	switch {
 	case p%time.Hour == 0:
@@ -146,9 +167,17 @@ type Stats struct {
 }
 
 type plan struct {
+	name    string
 	windows []Window
 	args    []gcraArgs // per window, for redis_rate's script
 	policy  string     // RateLimit-Policy value
+	// tenant is set when some windows are per tenant; the in-process
+	// limiter then spends the key's and the tenant's windows in two
+	// buckets, keyPart's and tenantPart's (keyPart nil without per-key
+	// windows). See split.
+	tenant              bool
+	keyPart, tenantPart *plan
+	idx                 []int // a part's windows' places in its whole plan
 }
 
 // Limiter enforces plans. It is safe for concurrent use.
@@ -228,11 +257,7 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 	l := &Limiter{cfg: cfg, log: log, plans: make(map[string]*plan, len(cfg.Plans))}
 	l.leases.init()
 	for name, ws := range cfg.Plans {
-		p := &plan{windows: append([]Window(nil), ws...), policy: PolicyHeader(ws)}
-		for _, w := range ws {
-			p.args = append(p.args, newGCRAArgs(redis_rate.Limit{Rate: w.Limit, Burst: w.Limit, Period: w.Period}))
-		}
-		l.plans[name] = p
+		l.plans[name] = newPlan(name, ws)
 	}
 	l.local = newLocal(cfg.Now)
 	if cfg.RedisURL != "" {
@@ -311,14 +336,46 @@ func (l *Limiter) PolicyOf(name string) string {
 	return ""
 }
 
-// Allow spends one request of plan for bucket (a key's lineage).
+// PolicyFor returns a plan's RateLimit-Policy value for a key of tenant:
+// PolicyOf, with the tenant as the partition key of each per-tenant window.
+func (l *Limiter) PolicyFor(name, tenant string) string {
+	p, ok := l.plans[name]
+	if !ok {
+		return ""
+	}
+	if !p.tenant {
+		return p.policy
+	}
+	return string(AppendPolicy(make([]byte, 0, len(p.policy)+32), p.windows, tenant))
+}
+
+// Allow spends one request of plan for bucket (a key's lineage); the plan
+// must have no per-tenant windows (see AllowFor).
 func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, error) {
+	return l.AllowFor(ctx, bucket, "", planName)
+}
+
+// AllowFor spends one request of plan for bucket (a key's lineage) in the
+// plan's per-key windows and for tenant in its per-tenant ones: in all of
+// them or, when one denies, in none.
+func (l *Limiter) AllowFor(ctx context.Context, bucket, tenant, planName string) (Result, error) {
 	p, ok := l.plans[planName]
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %q", ErrUnknownPlan, planName)
 	}
+	var tb string // the tenant's bucket, only for plans that have one
+	if p.tenant {
+		if tenant == "" {
+			return Result{}, fmt.Errorf("%w: plan %q", ErrNoTenant, planName)
+		}
+		tb = tenantBucket(tenant, planName)
+	}
+	return l.allow(ctx, bucket, tb, p)
+}
+
+func (l *Limiter) allow(ctx context.Context, bucket, tb string, p *plan) (Result, error) {
 	if l.rdb == nil {
-		return l.local.allow(bucket, p), nil
+		return l.local.allowPlan(bucket, tb, p), nil
 	}
 	now := l.cfg.Now()
 	if now.UnixNano() < l.denyUntil.Load() {
@@ -326,19 +383,25 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 			l.lden.Add(1)
 			return deniedLocally(p, d, now), nil
 		}
+		if p.tenant {
+			if d, ok := l.deny.Get(tb); ok && d.plan == p && now.UnixNano() < d.until {
+				l.lden.Add(1)
+				return deniedLocally(p, d, now), nil
+			}
+		}
 	}
 	if !l.redisUsable(now) {
-		return l.fallback(bucket, p)
+		return l.fallback(bucket, tb, p)
 	}
 	res, ok, n := l.leases.take(bucket, p, now.UnixNano(), l.cfg.LeaseMax)
 	if ok {
 		return res, nil
 	}
-	res, err := l.allowRedis(ctx, bucket, p, n)
+	res, err := l.allowRedis(ctx, bucket, tb, p, n)
 	if err == nil && !res.Allowed && n > 1 {
 		// The batch did not fit: near the limit, go exact.
 		n = 1
-		res, err = l.allowRedis(ctx, bucket, p, 1)
+		res, err = l.allowRedis(ctx, bucket, tb, p, 1)
 	}
 	if err == nil {
 		l.leases.put(bucket, p, res, n, now.UnixNano(), now.Add(l.cfg.LeaseTTL).UnixNano())
@@ -356,7 +419,7 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 			return Result{}, ctx.Err()
 		}
 		l.markDown(err)
-		return l.fallback(bucket, p)
+		return l.fallback(bucket, tb, p)
 	}
 	if !res.Allowed && res.RetryAfter > 0 {
 		idx := 0
@@ -373,7 +436,12 @@ func (l *Limiter) Allow(ctx context.Context, bucket, planName string) (Result, e
 				break
 			}
 		}
-		l.deny.SetWithTTL(bucket, denial{until: until, plan: p, window: idx}, 1, res.RetryAfter)
+		// A tenant's window is remembered for all its keys.
+		at := bucket
+		if p.windows[idx].Tenant() {
+			at = tb
+		}
+		l.deny.SetWithTTL(at, denial{until: until, plan: p, window: idx}, 1, res.RetryAfter)
 	}
 	return res, nil
 }
@@ -386,8 +454,12 @@ func deniedLocally(p *plan, d denial, now time.Time) Result {
 }
 
 // redisKey puts the bucket in a hash tag so all windows of one bucket live
-// in one Cluster slot.
+// in one Cluster slot. A tenant's bucket (tenantBucket) is a hash tag of
+// its own, "{t:TENANT}:PLAN", so tenants spread over a Cluster too.
 func (l *Limiter) redisKey(bucket string, w Window) string {
+	if w.Tenant() {
+		return l.cfg.KeyPrefix + bucket + ":" + w.Name()
+	}
 	return l.cfg.KeyPrefix + "{" + bucket + "}:" + w.Name()
 }
 
@@ -399,10 +471,18 @@ func (l *Limiter) redisKey(bucket string, w Window) string {
 // spends nothing. Each spend is atomic in Redis, so no window ever allows
 // more than its limit, whatever other replicas do; a spend that is given
 // back can only make a concurrent request see less quota, never more.
-func (l *Limiter) allowRedis(ctx context.Context, bucket string, p *plan, n int) (Result, error) {
+//
+// A plan with per-tenant windows touches two hash slots, the key's and the
+// tenant's; each command names one key, so on a Cluster each goes to its
+// own node's pipeline, and the refund of a denial reaches both.
+func (l *Limiter) allowRedis(ctx context.Context, bucket, tb string, p *plan, n int) (Result, error) {
 	o := l.pipe.newOp()
 	for i, w := range p.windows {
-		o.cmds = append(o.cmds, gcraCmd(l.redisKey(bucket, w), &p.args[i], n))
+		b := bucket
+		if w.Tenant() {
+			b = tb
+		}
+		o.cmds = append(o.cmds, gcraCmd(l.redisKey(b, w), &p.args[i], n))
 	}
 	var span trace.Span
 	if l.cfg.Tracer != nil { // the options cost allocations: only when tracing
@@ -491,7 +571,7 @@ func tightest(states []WindowState) Result {
 	return Result{Allowed: true, Window: s.Window, Limit: s.Window.Limit, Remaining: s.Remaining, Reset: s.Reset, Windows: states}
 }
 
-func (l *Limiter) fallback(bucket string, p *plan) (Result, error) {
+func (l *Limiter) fallback(bucket, tb string, p *plan) (Result, error) {
 	switch l.cfg.OnRedisError {
 	case ModeOpen:
 		w := p.windows[0]
@@ -499,7 +579,7 @@ func (l *Limiter) fallback(bucket string, p *plan) (Result, error) {
 	case ModeClosed:
 		return Result{}, ErrUnavailable
 	}
-	return l.local.allow(bucket, p), nil
+	return l.local.allowPlan(bucket, tb, p), nil
 }
 
 // redisUsable reports whether to call Redis: yes while it is up; while it

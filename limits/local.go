@@ -56,7 +56,7 @@ func newLocal(now func() time.Time) *local {
 // one fuller than it ends up: it can be denied, never allowed past the limit.
 func (l *local) allow(bucket string, p *plan) Result {
 	now := l.now().UnixNano()
-	sh := &l.shards[maphash.String(l.seed, bucket)%localShards]
+	sh := l.shard(bucket)
 	for {
 		b := sh.get(bucket, p, now, l.sweepEvery)
 		r, spent := b.spend(p, now)
@@ -66,6 +66,10 @@ func (l *local) allow(bucket string, p *plan) Result {
 		// Swept or replaced meanwhile: spend in the bucket that is there now.
 		b.refund(p, len(p.windows))
 	}
+}
+
+func (l *local) shard(bucket string) *localShard {
+	return &l.shards[maphash.String(l.seed, bucket)%localShards]
 }
 
 func (sh *localShard) get(bucket string, p *plan, now int64, sweepEvery int) *localBucket {

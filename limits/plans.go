@@ -17,8 +17,9 @@ import (
 // '_', ':' or '-' (it is sent upstream in a header); at least one window
 // per plan; each window's limit at least 1 and at most one request per
 // nanosecond of its period; each period whole seconds, at least 1s, and
-// used by one window of the plan only (a bucket's Redis key is named by
-// its window's period).
+// used by one window of the plan only among its windows of the same per
+// (a bucket's Redis key is named by its window's period); per empty, "key"
+// or "tenant".
 func ValidatePlans(plans map[string][]Window) error {
 	var errs []error
 	bad := func(field, format string, a ...any) {
@@ -34,12 +35,22 @@ func ValidatePlans(plans map[string][]Window) error {
 		if len(windows) == 0 {
 			bad("plans."+name, "needs at least one window")
 		}
-		periods := map[time.Duration]bool{}
+		periods := map[Window]bool{}
 		for i, w := range windows {
-			if periods[w.Period] {
-				bad(fmt.Sprintf("plans.%s[%d].period", name, i), "%v is already used by another window of the plan", w.Period)
+			switch w.Per {
+			case "", PerKey, PerTenant:
+			default:
+				bad(fmt.Sprintf("plans.%s[%d].per", name, i), "%q is not key or tenant", w.Per)
 			}
-			periods[w.Period] = true
+			seen := Window{Period: w.Period, Per: w.Per.orKey()}
+			if periods[seen] {
+				kind := ""
+				if seen.Per == PerTenant {
+					kind = "per-tenant "
+				}
+				bad(fmt.Sprintf("plans.%s[%d].period", name, i), "%v is already used by another %swindow of the plan", w.Period, kind)
+			}
+			periods[seen] = true
 			if w.Limit < 1 {
 				bad(fmt.Sprintf("plans.%s[%d].limit", name, i), "must be at least 1, got %d", w.Limit)
 			} else if w.Period > 0 && int64(w.Limit) > int64(w.Period) {
@@ -71,4 +82,12 @@ func planName(name string) bool {
 		}
 	}
 	return true
+}
+
+// orKey is per with its default filled in.
+func (p Per) orKey() Per {
+	if p == "" {
+		return PerKey
+	}
+	return p
 }

@@ -18,8 +18,10 @@ const (
 	ActionKeyRevoked       = "key.revoked"
 	ActionKeyRolled        = "key.rolled"
 	ActionKeyExpiryChanged = "key.expiry_changed"
-	ActionGrantSet         = "grant.set"
-	ActionGrantRevoked     = "grant.revoked"
+	// ActionKeyUpdated: a key's allowed networks or metadata changed.
+	ActionKeyUpdated   = "key.updated"
+	ActionGrantSet     = "grant.set"
+	ActionGrantRevoked = "grant.revoked"
 	// ActionKeyLeaked: a key was found where it should not be (GitHub's
 	// secret scanning); details say where. It changes nothing itself.
 	ActionKeyLeaked = "key.leaked"
@@ -28,7 +30,7 @@ const (
 // Actions lists the audit actions, in the order a person reads them.
 func Actions() []string {
 	return []string{ActionKeyCreated, ActionKeyImported, ActionKeyRevoked, ActionKeyRolled,
-		ActionKeyExpiryChanged, ActionGrantSet, ActionGrantRevoked, ActionKeyLeaked}
+		ActionKeyExpiryChanged, ActionKeyUpdated, ActionGrantSet, ActionGrantRevoked, ActionKeyLeaked}
 }
 
 // Actor types: who made a change.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/keygate/keygate/keys"
@@ -77,6 +78,8 @@ type queries interface {
 type codec interface {
 	time(t time.Time) any
 	scopes(s []string) any
+	cidrs(ps []netip.Prefix) any
+	metadata(m map[string]string) any
 }
 
 // writeTx is one versioned write transaction as DB's rules see it. Every
@@ -151,8 +154,8 @@ func (t *writeTx) insertKey(ctx context.Context, r *keys.Record) error {
 	return nil
 }
 
-// updateKey stores r's mutable fields (expiry, revocation, roll) with a
-// new version.
+// updateKey stores r's mutable fields (expiry, revocation, roll, allowed
+// networks, metadata) with a new version.
 func (t *writeTx) updateKey(ctx context.Context, r *keys.Record) error {
 	v, err := t.nextVersion(ctx)
 	if err != nil {
@@ -160,7 +163,7 @@ func (t *writeTx) updateKey(ctx context.Context, r *keys.Record) error {
 	}
 	r.Version = v
 	if err := t.q.exec(ctx, stmtUpdateKey, t.q.time(r.ExpiresAt), t.q.time(r.RevokedAt), t.q.time(r.RolledAt),
-		nullString(r.ReplacedBy), r.Version, r.ID); err != nil {
+		nullString(r.ReplacedBy), r.Version, t.q.cidrs(r.AllowedCIDRs), t.q.metadata(r.Metadata), r.ID); err != nil {
 		return err
 	}
 	t.saw(*r)

@@ -91,9 +91,9 @@ func show(r keys.Record) string {
 		}
 		return t.Format(time.RFC3339Nano) + "/" + t.Location().String()
 	}
-	return fmt.Sprintf("id=%s hash=%s prefix=%s last4=%s tenant=%s name=%q env=%s scopes=%q(nil=%v) plan=%s lineage=%s created=%s expires=%s revoked=%s used=%s rolled=%s replaced_by=%s imported=%v version=%d",
+	return fmt.Sprintf("id=%s hash=%s prefix=%s last4=%s tenant=%s name=%q env=%s scopes=%q(nil=%v) plan=%s lineage=%s created=%s expires=%s revoked=%s used=%s rolled=%s replaced_by=%s imported=%v version=%d cidrs=%v metadata=%v",
 		r.ID, r.Hash, r.Prefix, r.Last4, r.Tenant, r.Name, r.Env, r.Scopes, r.Scopes == nil, r.Plan, r.Lineage,
-		ts(r.CreatedAt), ts(r.ExpiresAt), ts(r.RevokedAt), ts(r.LastUsedAt), ts(r.RolledAt), r.ReplacedBy, r.Imported, r.Version)
+		ts(r.CreatedAt), ts(r.ExpiresAt), ts(r.RevokedAt), ts(r.LastUsedAt), ts(r.RolledAt), r.ReplacedBy, r.Imported, r.Version, r.AllowedCIDRs, r.Metadata)
 }
 
 func showGrant(g keys.Grant) string {

@@ -132,23 +132,25 @@ type eventSubject struct {
 }
 
 type subjectKey struct {
-	ID         string    `json:"id"`
-	Prefix     string    `json:"prefix"`
-	Last4      string    `json:"last4"`
-	Tenant     string    `json:"tenant"`
-	Name       string    `json:"name"`
-	Env        keys.Env  `json:"env"`
-	Scopes     []string  `json:"scopes"`
-	Plan       string    `json:"plan"`
-	Lineage    string    `json:"lineage"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	RevokedAt  time.Time `json:"revoked_at"`
-	LastUsedAt time.Time `json:"last_used_at"`
-	RolledAt   time.Time `json:"rolled_at"`
-	ReplacedBy string    `json:"replaced_by"`
-	Imported   bool      `json:"imported"`
-	Version    int64     `json:"version"`
+	ID           string            `json:"id"`
+	Prefix       string            `json:"prefix"`
+	Last4        string            `json:"last4"`
+	Tenant       string            `json:"tenant"`
+	Name         string            `json:"name"`
+	Env          keys.Env          `json:"env"`
+	Scopes       []string          `json:"scopes"`
+	Plan         string            `json:"plan"`
+	Lineage      string            `json:"lineage"`
+	CreatedAt    time.Time         `json:"created_at"`
+	ExpiresAt    time.Time         `json:"expires_at"`
+	RevokedAt    time.Time         `json:"revoked_at"`
+	LastUsedAt   time.Time         `json:"last_used_at"`
+	RolledAt     time.Time         `json:"rolled_at"`
+	ReplacedBy   string            `json:"replaced_by"`
+	Imported     bool              `json:"imported"`
+	Version      int64             `json:"version"`
+	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
 }
 
 func encodeSubject(k *keys.Record, g *keys.Grant) (string, error) {
@@ -157,7 +159,10 @@ func encodeSubject(k *keys.Record, g *keys.Grant) (string, error) {
 		s.Key = &subjectKey{ID: k.ID, Prefix: k.Prefix, Last4: k.Last4, Tenant: k.Tenant, Name: k.Name, Env: k.Env,
 			Scopes: scopesOrEmpty(k.Scopes), Plan: k.Plan, Lineage: k.Lineage, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
 			RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt, RolledAt: k.RolledAt, ReplacedBy: k.ReplacedBy,
-			Imported: k.Imported, Version: k.Version}
+			Imported: k.Imported, Version: k.Version, Metadata: k.Metadata}
+		if len(k.AllowedCIDRs) > 0 {
+			s.Key.AllowedCIDRs = keys.FormatCIDRs(k.AllowedCIDRs)
+		}
 	}
 	s.Grant = g
 	b, err := json.Marshal(s)
@@ -176,7 +181,13 @@ func decodeSubject(b []byte, e *Event) error {
 		e.Key = &keys.Record{ID: k.ID, Prefix: k.Prefix, Last4: k.Last4, Tenant: k.Tenant, Name: k.Name, Env: k.Env,
 			Scopes: scopesOrEmpty(k.Scopes), Plan: k.Plan, Lineage: k.Lineage, CreatedAt: k.CreatedAt.UTC(),
 			ExpiresAt: utcOrZero(k.ExpiresAt), RevokedAt: utcOrZero(k.RevokedAt), LastUsedAt: utcOrZero(k.LastUsedAt),
-			RolledAt: utcOrZero(k.RolledAt), ReplacedBy: k.ReplacedBy, Imported: k.Imported, Version: k.Version}
+			RolledAt: utcOrZero(k.RolledAt), ReplacedBy: k.ReplacedBy, Imported: k.Imported, Version: k.Version,
+			Metadata: metadataOrNil(k.Metadata)}
+		ps, err := keys.ParseCIDRs(k.AllowedCIDRs)
+		if err != nil {
+			return fmt.Errorf("event %s subject: allowed_cidrs: %w", e.ID, err)
+		}
+		e.Key.AllowedCIDRs = ps
 	}
 	e.Grant = s.Grant
 	return nil

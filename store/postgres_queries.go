@@ -85,10 +85,12 @@ func scanPGKey[R rowScanner](row R) (keys.Record, error) {
 	var r keys.Record
 	err := row.Scan(&r.ID, hashDest{&r.Hash}, &r.Prefix, &r.Last4, &r.Tenant, &r.Name, (*string)(&r.Env), &r.Scopes,
 		&r.Plan, &r.Lineage, pgTimeDest{&r.CreatedAt}, pgTimeDest{&r.ExpiresAt}, pgTimeDest{&r.RevokedAt},
-		pgTimeDest{&r.LastUsedAt}, pgTimeDest{&r.RolledAt}, pgTextDest{&r.ReplacedBy}, &r.Imported, &r.Version)
+		pgTimeDest{&r.LastUsedAt}, pgTimeDest{&r.RolledAt}, pgTextDest{&r.ReplacedBy}, &r.Imported, &r.Version,
+		&r.AllowedCIDRs, &r.Metadata)
 	if err != nil {
 		return keys.Record{}, err
 	}
+	r.AllowedCIDRs, r.Metadata = cidrsOrNil(r.AllowedCIDRs), metadataOrNil(r.Metadata)
 	r.Scopes = scopesOrEmpty(r.Scopes)
 	return r, nil
 }

@@ -61,6 +61,9 @@ func prepareKey(r keys.Record) (keys.Record, error) {
 	r.LastUsedAt = dbTime(r.LastUsedAt)
 	r.RolledAt = dbTime(r.RolledAt)
 	r.Scopes = append([]string{}, r.Scopes...)
+	if err := prepareRestrictions(&r); err != nil {
+		return r, err
+	}
 	return r, nil
 }
 

@@ -42,6 +42,10 @@ type migration struct {
 //
 // sessions holds portal and console sessions and their single-use codes:
 // the public half of each token and the SHA-256 of its secret half.
+//
+// A key's allowed_cidrs (normalised prefixes; empty: anywhere) and
+// metadata (a string map) are a JSON array and object in SQLite, cidr[]
+// and jsonb in PostgreSQL.
 func migrations() []migration {
 	return []migration{{
 		version: 1,
@@ -282,6 +286,17 @@ CREATE TABLE sessions (
 	expires_at  timestamptz NOT NULL
 );
 CREATE INDEX sessions_expires_idx ON sessions (expires_at);
+`,
+	}, {
+		version: 6,
+		name:    "keys' allowed networks and metadata",
+		sqlite: `
+ALTER TABLE keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE keys ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+`,
+		postgres: `
+ALTER TABLE keys ADD COLUMN allowed_cidrs cidr[] NOT NULL DEFAULT '{}';
+ALTER TABLE keys ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}';
 `,
 	}}
 }

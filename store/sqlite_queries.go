@@ -187,7 +187,7 @@ func scanSQLiteKey(row rowScanner) (keys.Record, error) {
 	var r keys.Record
 	err := row.Scan(&r.ID, blobHash{&r.Hash}, &r.Prefix, &r.Last4, &r.Tenant, &r.Name, (*string)(&r.Env), jsonScopes{&r.Scopes},
 		&r.Plan, &r.Lineage, micros{&r.CreatedAt}, micros{&r.ExpiresAt}, micros{&r.RevokedAt}, micros{&r.LastUsedAt},
-		micros{&r.RolledAt}, nullText{&r.ReplacedBy}, &r.Imported, &r.Version)
+		micros{&r.RolledAt}, nullText{&r.ReplacedBy}, &r.Imported, &r.Version, jsonCIDRs{&r.AllowedCIDRs}, jsonMetadata{&r.Metadata})
 	if err != nil {
 		return keys.Record{}, err
 	}

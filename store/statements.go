@@ -10,7 +10,7 @@ import (
 // $N to the Nth argument as PostgreSQL does, and both name the row an upsert
 // conflicts with by its table. dialectSQL holds the ones that differ.
 const (
-	keyColumns   = `id, hash, prefix, last4, tenant, name, env, scopes, plan, lineage, created_at, expires_at, revoked_at, last_used_at, rolled_at, replaced_by, imported, version`
+	keyColumns   = `id, hash, prefix, last4, tenant, name, env, scopes, plan, lineage, created_at, expires_at, revoked_at, last_used_at, rolled_at, replaced_by, imported, version, allowed_cidrs, metadata`
 	grantColumns = `tenant, org, scopes, created_at, updated_at, revoked_at, version`
 
 	selectKeys   = `SELECT ` + keyColumns + ` FROM keys`
@@ -26,9 +26,10 @@ ORDER BY id`
 	stmtListGrants  = selectGrants + ` WHERE revoked_at IS NULL AND ($1 = '' OR tenant = $1) ORDER BY tenant, org`
 
 	stmtInsertKey = `INSERT INTO keys (` + keyColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
-	stmtUpdateKey = `UPDATE keys SET expires_at = $1, revoked_at = $2, rolled_at = $3, replaced_by = $4, version = $5 WHERE id = $6`
-	stmtPutGrant  = `INSERT INTO grants (` + grantColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`
+	stmtUpdateKey = `UPDATE keys SET expires_at = $1, revoked_at = $2, rolled_at = $3, replaced_by = $4, version = $5,
+	allowed_cidrs = $6, metadata = $7 WHERE id = $8`
+	stmtPutGrant = `INSERT INTO grants (` + grantColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (tenant, org) DO UPDATE SET
 	scopes = excluded.scopes,
 	created_at = CASE WHEN grants.revoked_at IS NULL THEN grants.created_at ELSE excluded.created_at END,
@@ -42,13 +43,13 @@ WHERE tenant = $3 AND org = $4 AND revoked_at IS NULL RETURNING ` + grantColumns
 
 // keyColumnNames is keyColumns as a list, for PostgreSQL's COPY.
 var keyColumnNames = []string{"id", "hash", "prefix", "last4", "tenant", "name", "env", "scopes", "plan", "lineage",
-	"created_at", "expires_at", "revoked_at", "last_used_at", "rolled_at", "replaced_by", "imported", "version"}
+	"created_at", "expires_at", "revoked_at", "last_used_at", "rolled_at", "replaced_by", "imported", "version", "allowed_cidrs", "metadata"}
 
 // keyArgs is r as the arguments of stmtInsertKey, in keyColumns order.
 func keyArgs(c codec, r *keys.Record) []any {
 	return []any{r.ID, r.Hash[:], r.Prefix, r.Last4, r.Tenant, r.Name, string(r.Env), c.scopes(r.Scopes), r.Plan, r.Lineage,
 		c.time(r.CreatedAt), c.time(r.ExpiresAt), c.time(r.RevokedAt), c.time(r.LastUsedAt), c.time(r.RolledAt),
-		nullString(r.ReplacedBy), r.Imported, r.Version}
+		nullString(r.ReplacedBy), r.Imported, r.Version, c.cidrs(r.AllowedCIDRs), c.metadata(r.Metadata)}
 }
 
 // listKeysQuery is ListKeys' statement for f, with its arguments.

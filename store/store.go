@@ -74,6 +74,12 @@ type DB interface {
 	// unchanged with ErrRevoked). ErrNotFound for an unknown id. A zero
 	// at means now.
 	RevokeKey(ctx context.Context, id string, at time.Time) (keys.Record, error)
+	// UpdateKey changes a key's allowed networks and metadata (the fields
+	// of u that are set), validated as keys.ParseCIDRs and
+	// keys.ValidateMetadata would, with the audit event key.updated.
+	// ErrNotFound for an unknown id; a revoked key is returned unchanged
+	// with ErrRevoked.
+	UpdateKey(ctx context.Context, id string, u KeyUpdate) (keys.Record, error)
 	// SetExpiry changes a key's expires_at (zero: never). ErrNotFound for
 	// an unknown id; a revoked key is returned unchanged with ErrRevoked.
 	SetExpiry(ctx context.Context, id string, at time.Time) (keys.Record, error)

@@ -51,6 +51,8 @@ func runSuite(t *testing.T, open func(t testing.TB) DB) {
 		{"OutboxDedupe", testOutboxDedupe},
 		{"OutboxClaimsOnce", testOutboxClaimsOnce},
 		{"ExpiringKeys", testExpiringKeys},
+		{"Restrictions", testRestrictions},
+		{"UpdateKey", testUpdateKey},
 		{"Usage", testUsage},
 		{"UsageConcurrent", testUsageConcurrent},
 		{"PruneUsage", testPruneUsage},

@@ -91,6 +91,7 @@ type formData struct {
 	Envs   []string
 	Scopes []string // allowed
 	Chosen []string
+	CIDRs  string // allowed networks, as typed
 }
 
 func (p *site) form(r *http.Request) formData {
@@ -131,7 +132,12 @@ func (p *site) createKey(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	d.Name, d.Env, d.Chosen = strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("env"), r.PostForm["scopes"]
-	c, err := p.svc.Create(r.Context(), admin.CreateRequest{Name: d.Name, Env: keys.Env(d.Env), Scopes: d.Chosen})
+	d.CIDRs = strings.TrimSpace(r.PostForm.Get("allowed_cidrs"))
+	var cidrs []string
+	if d.CIDRs != "" {
+		cidrs = []string{d.CIDRs}
+	}
+	c, err := p.svc.Create(r.Context(), admin.CreateRequest{Name: d.Name, Env: keys.Env(d.Env), Scopes: d.Chosen, AllowedCIDRs: cidrs})
 	if err != nil {
 		status, msg := outcome(p.log, err)
 		v.Title, v.Error, v.Data = "Create an API key", msg, d

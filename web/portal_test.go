@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -322,5 +323,33 @@ func TestPortalCrossSiteArrival(t *testing.T) {
 	r = noRedirect(t, "GET", e.portal.URL+"/portal/", "", http.Header{"Sec-Fetch-Site": {"same-origin"}})
 	if b := bodyOf(r); r.StatusCode != http.StatusUnauthorized || strings.Contains(b, "data-autofollow") {
 		t.Errorf("same-origin arrival without a session loops: %s", b)
+	}
+}
+
+// TestPortalAllowedNetworks: a portal user may bind a new key to networks
+// (form and JSON), sees them on the key's page, and may not set metadata,
+// which the upstream trusts.
+func TestPortalAllowedNetworks(t *testing.T) {
+	e := newEnv(t, PortalConfig{})
+	c := e.cookie(e.link(fullSession()))
+	r := noRedirect(t, "POST", e.portal.URL+"/portal/api/v1/keys", `{"env":"test","allowed_cidrs":["203.0.113.0/24","2001:db8::/32"]}`, jsonPost(), c)
+	k := jsonOf(t, r)
+	if r.StatusCode != http.StatusCreated || fmt.Sprint(k["allowed_cidrs"]) != "[203.0.113.0/24 2001:db8::/32]" {
+		t.Fatalf("create with networks: %d %v", r.StatusCode, k)
+	}
+	page := bodyOf(noRedirect(t, "GET", e.portal.URL+"/portal/keys/"+k["id"].(string), "", nil, c))
+	if !strings.Contains(page, "203.0.113.0/24, 2001:db8::/32") {
+		t.Errorf("the key's page does not show its networks:\n%s", page)
+	}
+	if r := noRedirect(t, "POST", e.portal.URL+"/portal/keys", "name=x&env=test&allowed_cidrs=10.0.0.1", form(), c); r.StatusCode != 400 ||
+		!strings.Contains(bodyOf(r), "is not a network in CIDR notation") {
+		t.Errorf("form with a bare address: %d", r.StatusCode)
+	}
+	if r := noRedirect(t, "POST", e.portal.URL+"/portal/keys", "name=x&env=test&allowed_cidrs=10.0.0.0%2F8", form(), c); r.StatusCode != http.StatusCreated {
+		t.Errorf("form with a network: %d %s", r.StatusCode, bodyOf(r))
+	}
+	if r := noRedirect(t, "POST", e.portal.URL+"/portal/api/v1/keys", `{"env":"test","metadata":{"team":"admins"}}`, jsonPost(), c); r.StatusCode != 400 ||
+		!strings.Contains(bodyOf(r), "metadata: a portal session cannot set metadata") {
+		t.Errorf("metadata from the portal: %d %s", r.StatusCode, bodyOf(r))
 	}
 }

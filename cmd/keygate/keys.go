@@ -21,13 +21,14 @@ key's hash, never the key: a secret is printed once, by create and roll.
 Changes reach running servers within database.poll_interval (SQLite) or at
 once (PostgreSQL), without a restart.`)
 	c.AddCommand(newKeysCreateCmd(e), newKeysListCmd(e), newKeysShowCmd(e), newKeysRevokeCmd(e), newKeysRollCmd(e),
-		newKeysExpireCmd(e), newKeysImportCmd(e), newKeysUsageCmd(e))
+		newKeysExpireCmd(e), newKeysUpdateCmd(e), newKeysImportCmd(e), newKeysUsageCmd(e))
 	return c
 }
 
 func newKeysCreateCmd(e env) *cobra.Command {
 	var r admin.CreateRequest
 	var keyEnv, scopes string
+	var cidrs, meta []string
 	c := &cobra.Command{
 		Use:   "create --tenant TENANT",
 		Short: "create a key; its secret is printed once",
@@ -38,6 +39,7 @@ either, a key is a test key where a test format is configured, else of the
 only env there is (a live-only deployment makes live keys).`,
 		Example: `  keygate keys create --tenant acme --scopes patients:read,forms:write
   keygate keys create --tenant acme --env live --expires-in 90d --name "billing service"
+  keygate keys create --tenant acme --allow-cidr 10.0.0.0/8,2001:db8::/32 --meta team=billing --meta owner=jane
   KEY=$(keygate keys create --tenant acme --json | jq -r .key)`,
 		Args: noArgs,
 	}
@@ -49,9 +51,14 @@ only env there is (a live-only deployment makes live keys).`,
 	f.StringVar(&scopes, "scopes", "", "comma-separated `list` of scopes the key carries, e.g. patients:read,forms:write")
 	f.StringVar(&r.Plan, "plan", "", "rate-limit plan (default: the plan named after the env)")
 	f.Var(duration.Value{D: &r.ExpiresIn}, "expires-in", "expire the key after this long, e.g. 90d or 12h (default: never)")
+	restrictionFlags(c, &cidrs, &meta)
 	required(c, "tenant")
 	lifecycle(c, e, func(ctx context.Context, s *admin.Service, _ []string) (any, error) {
 		r.Env, r.Scopes = keys.Env(keyEnv), splitList(scopes)
+		var err error
+		if r.AllowedCIDRs, r.Metadata, err = parseRestrictions(cidrs, meta); err != nil {
+			return nil, err
+		}
 		return s.Create(ctx, r)
 	})
 	return c

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -103,10 +104,11 @@ func printResult(e env, v any, asJSON bool, now time.Time) error {
 
 func printKeys(w io.Writer, rs []keys.Record, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKEY\tTENANT\tENV\tSTATUS\tPLAN\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tKEY\tTENANT\tENV\tSTATUS\tPLAN\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tNETWORKS\tMETADATA")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s…%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Prefix, r.Last4, r.Tenant, r.Env,
-			r.Status(now), r.Plan, strings.Join(r.Scopes, ","), stamp(r.CreatedAt), stamp(r.LastUsedAt), stamp(r.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s…%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Prefix, r.Last4, r.Tenant, r.Env,
+			r.Status(now), r.Plan, strings.Join(r.Scopes, ","), stamp(r.CreatedAt), stamp(r.LastUsedAt), stamp(r.ExpiresAt),
+			orDash(strings.Join(keys.FormatCIDRs(r.AllowedCIDRs), ",")), orDash(metaText(r.Metadata)))
 	}
 	return tw.Flush()
 }
@@ -122,6 +124,23 @@ func printGrants(w io.Writer, gs []keys.Grant) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Tenant, g.Org, strings.Join(g.Scopes, ","), stamp(g.UpdatedAt), st)
 	}
 	return tw.Flush()
+}
+
+// metaText writes metadata as sorted KEY=VALUE pairs, comma-separated.
+func metaText(m map[string]string) string {
+	pairs := make([]string, 0, len(m))
+	for k, v := range m {
+		pairs = append(pairs, k+"="+v)
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func stamp(t time.Time) string {
