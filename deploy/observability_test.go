@@ -2,9 +2,9 @@ package deploy
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keygate/keygate/internal/testrun"
 	"log/slog"
 	"maps"
 	"net"
@@ -294,22 +294,7 @@ func startKeygate(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Keygate not ready after 30 s")
-	}
+	testrun.Start(t, srv, 30*time.Second)
 	_, ha := srv.Addrs()
 	return ha.String()
 }

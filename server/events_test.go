@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/keygate/keygate/internal/testrun"
 	"io"
 	"log/slog"
 	"net/http"
@@ -157,25 +157,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	stop := testrun.Start(t, srv, 30*time.Second)
 	_, ha := srv.Addrs()
 	httpAddr := ha.String()
 	portal := srv.PortalAddr().String()
@@ -250,7 +232,7 @@ func TestEventsEndToEnd(t *testing.T) {
 		}
 		return len(ds) == 4
 	})
-	stop()
+	stop() // Run's error, if any, is reported at the test's end
 
 	// After the stop: one key.rate_limited event in the outbox for the
 	// five 429s, every event delivered once, every signature good.

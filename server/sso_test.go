@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"github.com/keygate/keygate/internal/testrun"
 	"io"
 	"log/slog"
 	"net"
@@ -181,20 +182,7 @@ func startSSOServer(t *testing.T, httpAddr, issuer string) config.Config {
 		t.Fatal(err)
 	}
 	srv.SetConsoleLinkOutput(io.Discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	testrun.Start(t, srv, 30*time.Second)
 	return cfg
 }
 

@@ -1,9 +1,9 @@
 package server
 
 import (
-	"context"
 	"encoding/hex"
 	"fmt"
+	"github.com/keygate/keygate/internal/testrun"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -90,15 +90,7 @@ func checkTraces(t *testing.T, recv *otlprecv.Receiver) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	stop := testrun.Start(t, srv, 30*time.Second)
 	ga, ha := srv.Addrs()
 
 	conn, err := grpc.NewClient(ga.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -147,11 +139,9 @@ func checkTraces(t *testing.T, recv *otlprecv.Receiver) {
 		t.Fatalf("forward-auth: %d", resp.StatusCode)
 	}
 
-	cancel() // Run flushes the exporter before it returns
-	if err := <-done; err != nil {
+	if err := stop(); err != nil { // Run flushes the exporter before it returns
 		t.Fatalf("Run: %v", err)
 	}
-	done <- nil // for the deferred wait
 	spans := recv.Spans()
 	byParent := map[string][]otlprecv.Span{}
 	for _, sp := range spans {

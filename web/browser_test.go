@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/keygate/keygate/internal/testrun"
 	"io"
 	"log/slog"
 	"net"
@@ -84,22 +85,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("server: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server not ready in 20s")
-	}
+	testrun.Start(t, srv, 20*time.Second)
 	g, h := srv.Addrs()
 	return &keygate{t: t, http: "http://" + h.String(), portal: "http://" + srv.PortalAddr().String(), grpc: g.String(), db: cfg.Database.URL}
 }
