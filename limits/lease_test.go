@@ -41,9 +41,15 @@ func TestLeasingNeverExceedsTheLimit(t *testing.T) {
 	}
 	wg.Wait()
 	calls := a.Stats().RedisCalls + b.Stats().RedisCalls
-	t.Logf("%d requests: %d allowed of %d, %d Redis calls", limit+2000, allowed.Load(), limit, calls)
-	if n := allowed.Load(); n > limit || n < limit-2*32 {
-		t.Fatalf("allowed %d, want between %d and %d", n, limit-2*32, limit)
+	errs := a.Stats().RedisErrors + b.Stats().RedisErrors
+	t.Logf("%d requests: %d allowed of %d, %d Redis calls, %d failed", limit+2000, allowed.Load(), limit, calls, errs)
+	// Never more than the limit. At least the limit less what the two
+	// limiters may still hold leased, and less a lease for every call a
+	// loaded machine made fail (timed out by the client after Redis spent
+	// it: given back later, but perhaps after this count).
+	floor := int64(limit) - 2*32 - int64(errs)*32
+	if n := allowed.Load(); n > limit || n < floor {
+		t.Fatalf("allowed %d, want between %d and %d", n, floor, limit)
 	}
 	if calls > (limit+2000)/2 {
 		t.Errorf("%d Redis calls for %d requests: leasing is not batching", calls, limit+2000)
