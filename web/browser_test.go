@@ -119,7 +119,9 @@ func (k *keygate) history(id, tenant string) {
 	defer db.Close()
 	now := time.Now().UTC().Truncate(time.Hour)
 	var batch []store.UsageCount
-	for h := 1; h < 30*24; h++ {
+	// From the current hour back, so that the charts are full at any
+	// time of day (just after midnight, today has only the current hour).
+	for h := 0; h < 30*24; h++ {
 		start := now.Add(-time.Duration(h) * time.Hour)
 		busy := int64(40 + 30*((start.Hour()+6)%24)/6 + h%7*5) // a daily rhythm
 		batch = append(batch, store.UsageCount{KeyID: id, Tenant: tenant, Start: start, Allowed: busy, RateLimited: int64(h % 5 / 4 * 12), Denied: int64(h % 11 / 10 * 3)})
