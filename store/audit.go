@@ -170,38 +170,23 @@ func (t *writeTx) audit(ctx context.Context, action, tenant, keyID string, detai
 func (k *keyDB) AuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
 	ctx, cancel := k.timeout(ctx)
 	defer cancel()
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultAuditMax
-	}
-	limit = min(limit, maxAuditPage)
-	var where []string
-	var args []any
-	arg := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
+	var p pageQuery
 	if f.Tenant != "" {
-		arg("tenant = $%d", f.Tenant)
+		p.add("tenant = $%d", f.Tenant)
 	}
 	if f.KeyID != "" {
-		arg("key_id = $%d", f.KeyID)
+		p.add("key_id = $%d", f.KeyID)
 	}
 	if f.Action != "" {
-		arg("action = $%d", f.Action)
+		p.add("action = $%d", f.Action)
 	}
 	if !f.Since.IsZero() {
-		arg("id >= $%d", eventIDAt(f.Since))
+		p.add("id >= $%d", eventIDAt(f.Since))
 	}
 	if f.After != "" {
-		arg("id < $%d", f.After)
+		p.add("id < $%d", f.After)
 	}
-	q := selectAudit
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit)
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+	q, args := p.sql(selectAudit, "id DESC", f.Limit, defaultAuditMax, maxAuditPage)
 	evs, err := k.reads.events(ctx, q, args...)
 	return evs, k.failed(err)
 }

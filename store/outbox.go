@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -286,29 +285,14 @@ func truncateText(s string, n int) string {
 func (k *keyDB) Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error) {
 	ctx, cancel := k.timeout(ctx)
 	defer cancel()
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultDeliveryPage
-	}
-	limit = min(limit, maxDeliveryPage)
-	var where []string
-	var args []any
-	arg := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
+	var p pageQuery
 	if f.Status != "" {
-		arg("d.status = $%d", f.Status)
+		p.add("d.status = $%d", f.Status)
 	}
 	if f.After != "" {
-		arg("d.event_id < $%d", f.After)
+		p.add("d.event_id < $%d", f.After)
 	}
-	q := selectDeliveries
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit)
-	q += fmt.Sprintf(" ORDER BY d.event_id DESC, d.endpoint LIMIT $%d", len(args))
+	q, args := p.sql(selectDeliveries, "d.event_id DESC, d.endpoint", f.Limit, defaultDeliveryPage, maxDeliveryPage)
 	ds, err := k.reads.deliveries(ctx, q, args...)
 	return ds, k.failed(err)
 }
