@@ -172,3 +172,39 @@ func TestRedisDownAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStaleFailureKeepsRedisUp: a call that began during an outage and
+// fails after the probe found Redis again (a dial started before the
+// restart) is counted, but does not send the recovered limiter back to
+// its fallback; a call that began after the recovery and fails does.
+func TestStaleFailureKeepsRedisUp(t *testing.T) {
+	clock := time.Unix(1_700_000_000, 0)
+	var logs syncbuf.Buffer
+	l, err := New(Config{Plans: map[string][]Window{"p": {{Limit: 10, Period: time.Minute}}},
+		RedisURL: "redis://127.0.0.1:1/0", Now: func() time.Time { return clock }},
+		slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	outage := errors.New("dial tcp: connection refused")
+	tests := []struct {
+		name    string
+		began   time.Duration // relative to the recovery
+		wantUp  bool
+		wantErr uint64
+	}{
+		{"began during the outage", -time.Second, true, 1},
+		{"began as the probe answered", 0, false, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l.markUp(clock)
+			l.markDown(outage, clock.Add(tc.began))
+			st := l.Stats()
+			if st.RedisUp != tc.wantUp || st.RedisErrors != tc.wantErr {
+				t.Fatalf("stats %+v, want up %v with %d errors", st, tc.wantUp, tc.wantErr)
+			}
+		})
+	}
+}

@@ -193,6 +193,10 @@ type Limiter struct {
 	errs    atomic.Uint64
 	lden    atomic.Uint64
 	nextTry atomic.Int64 // unix nanos: when a down Redis may be tried again
+	// upAt is when Redis was last found reachable (unix nanos): a call
+	// that began before it and fails belongs to the outage already over
+	// (a dial started then), and must not mark the recovered Redis down.
+	upAt atomic.Int64
 	deny    *ristretto.Cache[string, denial]
 	// denyUntil is the latest end of any denial cached (unix nanos):
 	// before it the deny cache is asked, after it no entry can be live,
@@ -272,6 +276,11 @@ func New(cfg Config, log *slog.Logger) (*Limiter, error) {
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout*4, cfg.Timeout, cfg.Timeout
 		opts.PoolTimeout = cfg.Timeout
 		opts.MaxRetries = -1
+		// One dial attempt: go-redis otherwise dials five times with
+		// backoffs, holding the pipeline (and every check queued behind
+		// it) for half a second while Redis is down; the probe in Run
+		// finds it again.
+		opts.DialerRetries = 1
 		opts.ContextTimeoutEnabled = true
 		deny, err := ristretto.NewCache(&ristretto.Config[string, denial]{
 			NumCounters: cfg.DenyCacheSize * 10, MaxCost: cfg.DenyCacheSize, BufferItems: 64, IgnoreInternalCost: true,
@@ -418,8 +427,11 @@ func (l *Limiter) allow(ctx context.Context, bucket, tb string, p *plan) (Result
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		l.markDown(err)
+		l.markDown(err, now)
 		return l.fallback(bucket, tb, p)
+	}
+	if !l.up.Load() {
+		l.markUp(now) // tried as the probe (no Run loop), and it answered
 	}
 	if !res.Allowed && res.RetryAfter > 0 {
 		idx := 0
@@ -596,15 +608,20 @@ func (l *Limiter) redisUsable(now time.Time) bool {
 	return l.nextTry.CompareAndSwap(next, now.Add(l.cfg.ProbeInterval).UnixNano())
 }
 
-func (l *Limiter) markDown(err error) {
+// markDown records a failed Redis call that began at started.
+func (l *Limiter) markDown(err error, started time.Time) {
 	l.errs.Add(1)
+	if started.UnixNano() < l.upAt.Load() {
+		return
+	}
 	l.nextTry.Store(l.cfg.Now().Add(l.cfg.ProbeInterval).UnixNano())
 	if l.up.Swap(false) {
 		l.log.Error("redis unreachable; rate limits fall back", slog.String("on_redis_error", string(l.cfg.OnRedisError)), slog.Any("error", err))
 	}
 }
 
-func (l *Limiter) markUp() {
+func (l *Limiter) markUp(now time.Time) {
+	l.upAt.Store(now.UnixNano())
 	if !l.up.Swap(true) {
 		l.log.Info("redis reachable again; rate limits are shared across replicas again")
 	}
@@ -619,9 +636,10 @@ func (l *Limiter) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	start := l.cfg.Now()
 	pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout*4)
 	if err := l.rdb.Ping(pctx).Err(); err != nil && ctx.Err() == nil {
-		l.markDown(err)
+		l.markDown(err, start)
 	}
 	cancel()
 	t := time.NewTicker(l.cfg.ProbeInterval)
@@ -635,11 +653,12 @@ func (l *Limiter) Run(ctx context.Context) error {
 		if l.up.Load() {
 			continue
 		}
+		start := l.cfg.Now()
 		pctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout*4)
 		err := l.rdb.Ping(pctx).Err()
 		cancel()
 		if err == nil {
-			l.markUp()
+			l.markUp(start)
 		} else {
 			l.errs.Add(1)
 		}
