@@ -197,7 +197,7 @@ type Limiter struct {
 	// that began before it and fails belongs to the outage already over
 	// (a dial started then), and must not mark the recovered Redis down.
 	upAt atomic.Int64
-	deny    *ristretto.Cache[string, denial]
+	deny *ristretto.Cache[string, denial]
 	// denyUntil is the latest end of any denial cached (unix nanos):
 	// before it the deny cache is asked, after it no entry can be live,
 	// and an allowed-only flow skips the lookup.
