@@ -51,7 +51,7 @@ func (ls *leases) take(bucket string, p *plan, now int64, max int) (Result, bool
 	defer sh.mu.Unlock()
 	le := sh.m[bucket]
 	if le == nil || le.plan != p || le.left == 0 || now >= le.expires {
-		return Result{}, false, le.size(p, max)
+		return Result{}, false, le.size(p, max, now)
 	}
 	le.left--
 	states := make([]WindowState, len(le.base))
@@ -62,10 +62,13 @@ func (ls *leases) take(bucket string, p *plan, now int64, max int) (Result, bool
 }
 
 // size is how many requests to take in the next round trip: one when
-// nothing is known or the bucket is near its limit, more the further away
-// it is, at most max.
-func (le *lease) size(p *plan, max int) int {
-	if max <= 1 || le == nil || le.plan != p {
+// nothing is known, when the bucket was last asked for longer ago than a
+// lease lives (a lease taken now would most likely expire unused, its
+// requests lost: a key used every few seconds would see its remaining
+// count drop by a batch a request), or when the bucket is near its limit;
+// more the further away it is, at most max.
+func (le *lease) size(p *plan, max int, now int64) int {
+	if max <= 1 || le == nil || le.plan != p || now >= le.expires {
 		return 1
 	}
 	// Only far from the limit: every bucket's last leaseFloor requests

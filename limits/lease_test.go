@@ -55,3 +55,48 @@ func TestLeasingNeverExceedsTheLimit(t *testing.T) {
 		t.Errorf("%d Redis calls for %d requests: leasing is not batching", calls, limit+2000)
 	}
 }
+
+// TestLeaseOnlyForBusyBuckets: a bucket asked for less often than a lease
+// lives spends one request a check (a lease would expire unused and its
+// remaining count would drop by a batch a request), while one asked for
+// again within a lease's life takes a batch.
+func TestLeaseOnlyForBusyBuckets(t *testing.T) {
+	const limit = 100_000
+	plans := map[string][]Window{"big": {{Limit: limit, Period: 24 * time.Hour}}}
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	l := newRedisLimiter(t, Config{Plans: plans, LeaseMax: 32, LeaseTTL: 100 * time.Millisecond, Now: now})
+
+	spend := func(bucket string) Result {
+		t.Helper()
+		r, err := l.Allow(context.Background(), bucket, "big")
+		if err != nil || !r.Allowed {
+			t.Fatalf("Allow(%s) = %+v, %v", bucket, r, err)
+		}
+		return r
+	}
+	// Sparse: a second between checks, the lease's life ten times over.
+	for range 6 {
+		spend("sparse")
+		advance(time.Second)
+	}
+	// What Redis holds, read by a limiter that does not lease: six spent
+	// and its own (give or take one for GCRA's float arithmetic), not a
+	// batch a check.
+	probe := newRedisLimiter(t, Config{Plans: plans, KeyPrefix: l.cfg.KeyPrefix, LeaseMax: 1})
+	r, err := probe.Allow(context.Background(), "sparse", "big")
+	if spent := limit - r.Remaining; err != nil || spent < 7 || spent > 8 {
+		t.Fatalf("after 6 sparse checks Redis says %+v, %v: %d spent, want 7", r, err, limit-r.Remaining)
+	}
+	// Busy: back within the lease's life, so the second check leases and
+	// the next thirty are answered without Redis.
+	before := l.Stats().RedisCalls
+	for range 32 {
+		spend("busy")
+	}
+	if calls := l.Stats().RedisCalls - before; calls != 2 {
+		t.Fatalf("32 checks of a busy bucket made %d Redis calls, want 2 (one, then a lease of 32)", calls)
+	}
+}
