@@ -164,6 +164,12 @@ type Redis struct {
 	URL       string        `yaml:"url"`
 	Timeout   time.Duration `yaml:"timeout"`
 	KeyPrefix string        `yaml:"key_prefix"`
+	// PipelineWindow is how long concurrent checks' Redis commands may
+	// wait for more to join their pipeline while checks arrive faster than
+	// one a round trip; PipelineLimit caps a pipeline's commands (and
+	// sends a full one before its window ends).
+	PipelineWindow time.Duration `yaml:"pipeline_window"`
+	PipelineLimit  int           `yaml:"pipeline_limit"`
 }
 
 // Admin configures the admin API; an empty token turns it off.

@@ -19,7 +19,7 @@ func Default() Config {
 			URL: "sqlite:keygate.db", PollInterval: 2 * time.Second, Timeout: 2 * time.Second,
 			MaxConns: 10, LastUsedFlush: 10 * time.Second, ConnectTimeout: 5 * time.Second,
 		},
-		Redis:        Redis{Timeout: 50 * time.Millisecond, KeyPrefix: "keygate:"},
+		Redis:        Redis{Timeout: 50 * time.Millisecond, KeyPrefix: "keygate:", PipelineWindow: 0, PipelineLimit: 128},
 		Cache:        Cache{MaxKeys: 1_000_000, NegativeTTL: 30 * time.Second, NegativeMax: 100_000, MissLookupsPerSecond: 1000, WarmStart: true},
 		Audit:        Audit{Retention: 365 * 24 * time.Hour},
 		Usage:        Usage{FlushInterval: 10 * time.Second, Retention: 90 * 24 * time.Hour},

@@ -71,6 +71,7 @@ func (c *Config) Limiter() limits.Config {
 	return limits.Config{
 		Plans: c.PlanWindows(), RedisURL: c.Redis.URL, OnRedisError: limits.Mode(c.Limits.OnRedisError),
 		Timeout: c.Redis.Timeout, KeyPrefix: c.Redis.KeyPrefix,
+		PipelineWindow: c.Redis.PipelineWindow, PipelineLimit: c.Redis.PipelineLimit,
 	}
 }
 

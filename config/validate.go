@@ -129,6 +129,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("limits.on_redis_error", "%q is not local, open or closed", c.Limits.OnRedisError)
 	}
+	if w := c.Redis.PipelineWindow; w < 0 || w > c.Redis.Timeout/2 {
+		bad("redis.pipeline_window", "must be between 0 and half of redis.timeout (%v), got %v: a check waits for its pipeline to leave and then for the answer", c.Redis.Timeout/2, w)
+	}
+	if n := c.Redis.PipelineLimit; n < 1 || n > 10_000 {
+		bad("redis.pipeline_limit", "must be between 1 and 10000 commands, got %d", n)
+	}
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis") {
 		bad("redis.url", "must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL")
 	}

@@ -158,6 +158,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	profileDir := fs.String("profile", "", "write CPU, allocation and mutex profiles of one server's measured run to this directory")
 	profileServer := fs.String("profile-server", srvInProc, "the server -profile profiles: one of "+knownServers)
 	traceRatio := fs.Float64("trace", 0, "also run each Keygate with traces on, sampling this ratio (0.01: 1%) of checks, exported over OTLP/gRPC to an in-process receiver that discards them; 0: tracing off only")
+	pipelineWindow := fs.Duration("pipeline-window", 0, "Keygate's redis.pipeline_window: how long a pipeline may wait for more checks' commands (0: the config's default)")
+	pipelineLimit := fs.Int("pipeline-limit", 0, "Keygate's redis.pipeline_limit: the most commands in one pipeline (0: the config's default)")
 	logTo := fs.String("log", "", "file for Keygate's decision log (JSON, info); default: discarded after formatting")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -167,6 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	}
 	if o.decode != decodeStatus && o.decode != decodeFull {
 		return nil, fmt.Errorf("-decode: %q is neither %s nor %s", o.decode, decodeStatus, decodeFull)
+	}
+	if *pipelineWindow < 0 || *pipelineLimit < 0 {
+		return nil, errors.New("-pipeline-window and -pipeline-limit must be ≥ 0 (0: the config's default)")
 	}
 	if err := o.work.validate(); err != nil {
 		return nil, err
@@ -210,6 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) ([]Result
 	results, err := measureAll(ctx, which, o, benchOpts{
 		rounds: o.rounds, redisURL: *redisURL, redisPrivate: *redisPrivate, log: logW,
 		profileDir: *profileDir, profileServer: *profileServer, stderr: stderr, trace: *traceRatio,
+		pipelineWindow: *pipelineWindow, pipelineLimit: *pipelineLimit,
 	})
 	if err != nil {
 		return results, err

@@ -23,6 +23,10 @@ type benchOpts struct {
 	profileServer string
 	stderr        io.Writer
 	trace         float64 // the traced servers' sampling ratio
+	// The Redis pipeline's window and size cap (config's
+	// redis.pipeline_window and redis.pipeline_limit).
+	pipelineWindow time.Duration
+	pipelineLimit  int
 }
 
 // measureAll starts every server, then drives them in turn, round after
@@ -108,7 +112,8 @@ func measureAll(ctx context.Context, which []string, o loadOpts, b benchOpts) ([
 			if name == srvRedisTraced {
 				env = traceEnv(recv, b.trace)
 			}
-			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID + name + ":", work: o.work, keys: seeded, env: env})
+			servers[i], err = startKeygate(ctx, keygateOpts{log: b.log, redisURL: b.redisURL, keyPrefix: runID + name + ":", work: o.work, keys: seeded, env: env,
+				pipelineWindow: b.pipelineWindow, pipelineLimit: b.pipelineLimit})
 		}
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", results[i].Label, err)

@@ -147,6 +147,10 @@ type keygateOpts struct {
 	work      workload          // the keys' plan
 	keys      *keyDB            // the seeded key database each server starts from a copy of
 	env       map[string]string // set while the server starts (tracing)
+	// pipelineWindow and pipelineLimit override the config's defaults
+	// when set.
+	pipelineWindow time.Duration
+	pipelineLimit  int
 }
 
 // startKeygate runs Keygate as `keygate serve` does (server.New, Run)
@@ -179,6 +183,12 @@ func startKeygate(ctx context.Context, o keygateOpts) (_ *server, err error) {
 	cfg := o.work.config(dbFile)
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Portal.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Redis.URL, cfg.Redis.KeyPrefix = o.redisURL, o.keyPrefix
+	if o.pipelineWindow > 0 {
+		cfg.Redis.PipelineWindow = o.pipelineWindow
+	}
+	if o.pipelineLimit > 0 {
+		cfg.Redis.PipelineLimit = o.pipelineLimit
+	}
 	// Decisions are logged at info as in production, in JSON, to o.log
 	// (io.Discard by default): the formatting cost stays, the terminal's
 	// does not.
