@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/internal/httpurl"
 )
 
 // Paths the console serves sign-in on. A configured redirect URL must end
@@ -146,19 +147,11 @@ func (c Config) Check(field string, lookup func(string) (string, bool)) (Config,
 // checkURL accepts an absolute http(s) URL: https, or http on a loopback
 // host (a provider or a console on this machine).
 func checkURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case s == "":
-		return errors.New("required")
-	case err != nil:
-		return fmt.Errorf("%q is not a URL", s)
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: the scheme must be https", s)
-	case u.Host == "":
-		return fmt.Errorf("%q has no host", s)
-	case u.User != nil:
-		return fmt.Errorf("%q must not hold a user or password", s)
-	case u.Scheme == "http" && !loopback(u.Hostname()):
+	u, err := httpurl.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
 		return fmt.Errorf("%q must be https (http only on loopback)", s)
 	}
 	return nil
