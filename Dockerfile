@@ -25,6 +25,6 @@ COPY --from=build /keygate /keygate
 USER 65532:65532
 # gRPC (ext_authz, grpc.health.v1, reflection); HTTP (/healthz, /readyz,
 # /metrics, /admin/v1/, /authz).
-EXPOSE 9191 9090
+EXPOSE 9191 9090 9092
 ENTRYPOINT ["/keygate"]
 CMD ["serve"]

@@ -378,12 +378,25 @@ func run(t *testing.T, name string, args ...string) []byte {
 // helmInstall is how CI gets helm (the chart's tests need the binary).
 const helmInstall = "go install helm.sh/helm/v3/cmd/helm@v3.22.0"
 
+// defaultPorts are the container ports, by name, of a deployment that
+// keeps Keygate's default addresses.
+var defaultPorts = map[string]int32{"grpc": GRPCPort, "http": HTTPPort, "portal": PortalPort}
+
+// oidcSecretEnv is the variable that overrides console.oidc.client_secret.
+const oidcSecretEnv = "KEYGATE_CONSOLE_OIDC_CLIENT_SECRET"
+
 func TestKustomize(t *testing.T) {
 	kubectl := tool(t, "kubectl", "apt-get install kubectl (Debian), or any kubectl ≥ 1.27 (kustomize built in)")
-	for _, dir := range []string{"kustomize/base", "kustomize/overlays/example"} {
-		t.Run(dir, func(t *testing.T) {
-			objs := decodeAll(t, run(t, kubectl, "kustomize", dir), "kubectl kustomize "+dir)
-			checkWorkload(t, objs, true)
+	for _, tc := range []struct {
+		dir       string
+		publicURL string
+	}{
+		{"kustomize/base", "http://localhost:9092"},
+		{"kustomize/overlays/example", "https://keys.example.com"},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			objs := decodeAll(t, run(t, kubectl, "kustomize", tc.dir), "kubectl kustomize "+tc.dir)
+			checkWorkload(t, objs, workload{migrate: true, ports: defaultPorts, publicURL: tc.publicURL})
 		})
 	}
 }
@@ -395,20 +408,29 @@ func TestHelm(t *testing.T) {
 	}
 	run(t, helm, "lint", "--strict", "--kube-version", helmKubeVersion, "helm/keygate")
 	tests := []struct {
-		name    string
-		set     []string
-		migrate bool
+		name string
+		set  []string
+		want workload
 	}{
-		{name: "defaults", migrate: true},
+		{name: "defaults", want: workload{migrate: true, ports: defaultPorts, publicURL: "http://localhost:9092"}},
 		{name: "no autoscaling, no migrations, Istio policy", set: []string{
 			"autoscaling.enabled=false", "migrate.enabled=false", "istio.authorizationPolicy.enabled=true",
 			"podDisruptionBudget.enabled=false", "networkPolicy.enabled=false", "service.headless=false",
-		}},
-		{name: "other ports", migrate: true, set: []string{"ports.grpc=19191", "ports.http=19090"}},
-		{name: "monitoring", migrate: true, set: []string{"monitoring.prometheusRule.enabled=true",
+		}, want: workload{ports: defaultPorts}},
+		{name: "other ports", set: []string{"ports.grpc=19191", "ports.http=19090", "ports.portal=19092",
+			"config.portal.public_url=https://keys.example.com"},
+			want: workload{migrate: true, ports: map[string]int32{"grpc": 19191, "http": 19090, "portal": 19092},
+				publicURL: "https://keys.example.com"}},
+		{name: "monitoring", set: []string{"monitoring.prometheusRule.enabled=true",
 			"monitoring.grafanaDashboard.enabled=true", "monitoring.grafanaDashboard.namespace=monitoring",
 			"monitoring.prometheusRule.labels.release=kube-prometheus-stack",
-			"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel-collector:4317"}},
+			"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel-collector:4317"},
+			want: workload{migrate: true, ports: defaultPorts}},
+		{name: "console single sign-on, portal closed", set: []string{
+			"secret.keys.consoleOIDCClientSecret=oidc-client-secret",
+			"config.console.oidc.issuer=https://login.example.com/realms/ops", "config.console.oidc.client_id=keygate",
+			"config.console.oidc.roles.admin={keygate-admins}", "networkPolicy.portalFrom=null"},
+			want: workload{migrate: true, ports: defaultPorts, oidcSecretKey: "oidc-client-secret", portalClosed: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -417,11 +439,72 @@ func TestHelm(t *testing.T) {
 				args = append(args, "--set", s)
 			}
 			objs := decodeAll(t, run(t, helm, args...), "helm template ("+tc.name+")")
-			checkWorkload(t, objs, tc.migrate)
+			checkWorkload(t, objs, tc.want)
 			if slices.Contains(tc.set, "istio.authorizationPolicy.enabled=true") {
 				checkAuthorizationPolicy(t, objs, "keygate")
 			}
 			checkMonitoring(t, objs, slices.Contains(tc.set, "monitoring.prometheusRule.enabled=true"))
+		})
+	}
+}
+
+// TestHelmNotes checks what the chart tells the installer: the Secret's
+// keys (the OIDC client secret's when read) and where each listener is,
+// the portal with the public URL users reach it at. `helm template` leaves
+// NOTES.txt out, so a copy of the chart renders it into a ConfigMap.
+func TestHelmNotes(t *testing.T) {
+	helm := tool(t, "helm", helmInstall)
+	chart := filepath.Join(t.TempDir(), "keygate")
+	if err := os.CopyFS(chart, os.DirFS(filepath.Join("helm", "keygate"))); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(chart, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(chart, "files", "NOTES.txt"), notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  NOTES.txt: {{ tpl (.Files.Get \"files/NOTES.txt\") . | quote }}\n"
+	if err := os.WriteFile(filepath.Join(chart, "templates", "notes-test.yaml"), []byte(render), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := "keygate.keygate.svc.cluster.local"
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want []string // lines of the notes
+	}{
+		{name: "defaults", want: []string{
+			`It reads the Secret "keygate-secrets" (keys database-url, redis-url, and optionally admin-token, database-pepper); pods wait for it.`,
+			"ext_authz (gRPC): " + host + ":9191",
+			"Health, metrics, admin API, console: port 9090 (/healthz, /readyz, /metrics, /admin/v1/, /console/)",
+			"API-keys portal: port 9092 (/portal/), for users at http://localhost:9092: route your ingress or gateway there.",
+		}},
+		{name: "other ports, public URL, OIDC secret", set: []string{"ports.grpc=19191", "ports.http=19090", "ports.portal=19092",
+			"config.portal.public_url=https://keys.example.com", "secret.keys.consoleOIDCClientSecret=oidc-client-secret"}, want: []string{
+			`It reads the Secret "keygate-secrets" (keys database-url, redis-url, oidc-client-secret, and optionally admin-token, database-pepper); pods wait for it.`,
+			"ext_authz (gRPC): " + host + ":19191",
+			"Health, metrics, admin API, console: port 19090 (/healthz, /readyz, /metrics, /admin/v1/, /console/)",
+			"API-keys portal: port 19092 (/portal/), for users at https://keys.example.com: route your ingress or gateway there.",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "keygate", chart, "--namespace", "keygate", "--kube-version", helmKubeVersion,
+				"--show-only", "templates/notes-test.yaml"}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			cms := find[*corev1.ConfigMap](decodeAll(t, run(t, helm, args...), "helm template NOTES ("+tc.name+")"))
+			if len(cms) != 1 {
+				t.Fatalf("%d ConfigMaps, want the notes", len(cms))
+			}
+			got := strings.Split(cms[0].Data["NOTES.txt"], "\n")
+			for _, line := range tc.want {
+				if !slices.Contains(got, line) {
+					t.Errorf("NOTES.txt has no line\n\t%s\nit reads:\n%s", line, cms[0].Data["NOTES.txt"])
+				}
+			}
 		})
 	}
 }
@@ -437,10 +520,27 @@ func find[T any](objs []object) []T {
 	return out
 }
 
+// workload is what one render is expected to hold beyond what every render
+// must.
+type workload struct {
+	migrate bool
+	// ports are the container ports by name (grpc, http, portal), each of
+	// which a Service must expose under the same name and number.
+	ports map[string]int32
+	// publicURL is the mounted config's portal.public_url, when not "".
+	publicURL string
+	// oidcSecretKey is the Secret key the keygate container reads
+	// KEYGATE_CONSOLE_OIDC_CLIENT_SECRET from; "": no container reads it.
+	oidcSecretKey string
+	// portalClosed: a NetworkPolicy, if any, lets nobody reach the portal
+	// port (its portalFrom is empty) rather than the ingress namespaces.
+	portalClosed bool
+}
+
 // checkWorkload checks what a rendered set of objects promises: the probes
 // and ports the server serves, a restricted pod, secrets from a Secret, and
 // Services, autoscaler, budget and network policy that all select the pods.
-func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
+func checkWorkload(t *testing.T, objs []object, want workload) {
 	t.Helper()
 	deps := find[*appsv1.Deployment](objs)
 	if len(deps) != 1 {
@@ -467,21 +567,40 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 	for _, p := range main.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	grpcPort, httpPort := ports["grpc"], ports["http"]
-	if grpcPort == 0 || httpPort == 0 {
-		t.Fatalf("container ports %v: want ones named grpc and http", ports)
+	grpcPort, httpPort, portalPort := ports["grpc"], ports["http"], ports["portal"]
+	if grpcPort == 0 || httpPort == 0 || portalPort == 0 {
+		t.Fatalf("container ports %v: want ones named grpc, http and portal", ports)
+	}
+	if len(want.ports) == 0 {
+		t.Fatal("the test case names no ports")
+	}
+	for name, n := range want.ports {
+		if ports[name] != n {
+			t.Errorf("container port %s is %d, want %d (container ports %v)", name, ports[name], n, ports)
+		}
+	}
+	for _, p := range main.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			t.Errorf("container port %s protocol %s, want TCP", p.Name, p.Protocol)
+		}
 	}
 
 	// The config the pod mounts: its addresses are the container ports.
-	cfg := mountedConfig(t, objs, pod.Spec, main)
+	cfg, cfgData := mountedConfig(t, objs, pod.Spec, main)
 	if want := fmt.Sprintf(":%d", grpcPort); cfg.GRPCAddr != want && !(cfg.GRPCAddr == "" && grpcPort == GRPCPort) {
 		t.Errorf("config grpc_addr %q, container port grpc %d", cfg.GRPCAddr, grpcPort)
 	}
 	if want := fmt.Sprintf(":%d", httpPort); cfg.HTTPAddr != want && !(cfg.HTTPAddr == "" && httpPort == HTTPPort) {
 		t.Errorf("config http_addr %q, container port http %d", cfg.HTTPAddr, httpPort)
 	}
-	if cfg.GRPCAddr == "" && cfg.HTTPAddr == "" && (grpcPort != GRPCPort || httpPort != HTTPPort) {
-		t.Errorf("container ports %d/%d are not Keygate's defaults %d/%d", grpcPort, httpPort, GRPCPort, HTTPPort)
+	if want := fmt.Sprintf(":%d", portalPort); cfg.Portal.Addr != want && !(cfg.Portal.Addr == "" && portalPort == PortalPort) {
+		t.Errorf("config portal.addr %q, container port portal %d", cfg.Portal.Addr, portalPort)
+	}
+	if cfg.GRPCAddr == "" && cfg.HTTPAddr == "" && cfg.Portal.Addr == "" && (grpcPort != GRPCPort || httpPort != HTTPPort || portalPort != PortalPort) {
+		t.Errorf("container ports %d/%d/%d are not Keygate's defaults %d/%d/%d", grpcPort, httpPort, portalPort, GRPCPort, HTTPPort, PortalPort)
+	}
+	if want.publicURL != "" && cfg.Portal.PublicURL != want.publicURL {
+		t.Errorf("config portal.public_url %q, want %q", cfg.Portal.PublicURL, want.publicURL)
 	}
 
 	// Probes: exactly the server's paths, on the HTTP port.
@@ -530,7 +649,7 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 			migrate = &pod.Spec.InitContainers[i]
 		}
 	}
-	if wantMigrate {
+	if want.migrate {
 		if migrate == nil {
 			t.Error("no migrate init container")
 		} else {
@@ -547,6 +666,7 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 
 	// Secrets from the Secret keygate-secrets, never literals.
 	checkSecretEnv(t, "keygate", main, "KEYGATE_DATABASE_URL", "KEYGATE_REDIS_URL", "KEYGATE_ADMIN_TOKEN")
+	checkOIDCSecret(t, pod.Spec, main, cfgData, want.oidcSecretKey)
 
 	// Restricted pod security (Pod Security Standards "restricted").
 	checkRestricted(t, pod.Spec)
@@ -574,7 +694,12 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 	if len(svcs) == 0 {
 		t.Error("no Service")
 	}
-	grpcServed := false
+	// Each named container port is exposed by a Service port of the same
+	// name and number that targets it, with the protocol meshes and
+	// gateways pick by appProtocol: HTTP/2 for gRPC, HTTP for the portal
+	// (what an ingress or gateway routes users to).
+	appProtocols := map[string]string{"grpc": "grpc", "http": "http", "portal": "http"}
+	served := map[string]bool{}
 	for _, s := range svcs {
 		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) || len(s.Spec.Selector) == 0 {
 			t.Errorf("Service %s selector %v does not select the pods", s.Name, s.Spec.Selector)
@@ -584,16 +709,32 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 			if target == 0 {
 				t.Errorf("Service %s port %s targets %s, not a container port", s.Name, p.Name, p.TargetPort.String())
 			}
-			if p.Name == "grpc" && target == grpcPort && p.Port == grpcPort {
-				grpcServed = true
-				if p.AppProtocol == nil || *p.AppProtocol != "grpc" {
-					t.Errorf("Service %s port grpc: appProtocol should be grpc (Istio and gateways pick HTTP/2 by it)", s.Name)
-				}
+			n, named := ports[p.Name]
+			if !named {
+				t.Errorf("Service %s port %q is named after no container port %v", s.Name, p.Name, ports)
+				continue
+			}
+			if target != n || p.Port != n {
+				t.Errorf("Service %s port %s is %d targeting %s (%d), want %d targeting the container port %s",
+					s.Name, p.Name, p.Port, p.TargetPort.String(), target, n, p.Name)
+				continue
+			}
+			got := ""
+			if p.AppProtocol != nil {
+				got = *p.AppProtocol
+			}
+			if got != appProtocols[p.Name] {
+				t.Errorf("Service %s port %s: appProtocol %q, want %q", s.Name, p.Name, got, appProtocols[p.Name])
+			}
+			if s.Spec.ClusterIP != corev1.ClusterIPNone {
+				served[p.Name] = true
 			}
 		}
 	}
-	if !grpcServed {
-		t.Errorf("no Service exposes the grpc port %d", grpcPort)
+	for _, name := range slices.Sorted(maps.Keys(want.ports)) {
+		if !served[name] {
+			t.Errorf("no ClusterIP Service exposes the %s port %d", name, ports[name])
+		}
 	}
 
 	// Autoscaler, budget, network policy: each optional in Helm, each
@@ -616,7 +757,49 @@ func checkWorkload(t *testing.T, objs []object, wantMigrate bool) {
 		}
 	}
 	for _, np := range find[*networkingv1.NetworkPolicy](objs) {
-		checkNetworkPolicy(t, np, podLabels, grpcPort, httpPort)
+		checkNetworkPolicy(t, np, podLabels, grpcPort, httpPort, portalPort, !want.portalClosed)
+	}
+}
+
+// checkOIDCSecret: with key "", no container reads the console's OIDC
+// client secret (the variable alone would stop Keygate from starting);
+// otherwise the keygate container, and only it, reads it from the Secret
+// by that key, not optionally, and the mounted config plus the variable
+// loads with single sign-on on and the secret from the environment.
+func checkOIDCSecret(t *testing.T, spec corev1.PodSpec, main *corev1.Container, cfgData []byte, key string) {
+	t.Helper()
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		for _, e := range c.Env {
+			switch {
+			case e.Name != oidcSecretEnv:
+			case key == "":
+				t.Errorf("container %s reads %s, with no Secret key named for it", c.Name, oidcSecretEnv)
+			case c.Name != main.Name:
+				t.Errorf("container %s reads %s: only the %s container needs it", c.Name, oidcSecretEnv, main.Name)
+			}
+		}
+	}
+	if key == "" {
+		return
+	}
+	if SecretKeys[oidcSecretEnv] != key {
+		t.Fatalf("the test case's key %q is not SecretKeys[%s] %q", key, oidcSecretEnv, SecretKeys[oidcSecretEnv])
+	}
+	checkSecretEnv(t, main.Name, main, oidcSecretEnv)
+	for _, e := range main.Env {
+		if e.Name == oidcSecretEnv && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			if o := e.ValueFrom.SecretKeyRef.Optional; o != nil && *o {
+				t.Errorf("%s is optional: a missing key would start Keygate with a client that cannot sign in", oidcSecretEnv)
+			}
+		}
+	}
+	const secret = "s3cret-from-the-Secret"
+	got, err := loadKeygateConfigEnv(cfgData, map[string]string{oidcSecretEnv: secret})
+	if err != nil {
+		t.Fatalf("the mounted config with %s set: %v", oidcSecretEnv, err)
+	}
+	if sso, on := got.ConsoleOIDC(); !on || sso.ClientSecret != secret {
+		t.Errorf("with %s set: single sign-on on %v, client secret %q, want on with %q", oidcSecretEnv, on, sso.ClientSecret, secret)
 	}
 }
 
@@ -667,7 +850,8 @@ func checkSecretEnv(t *testing.T, container string, c *corev1.Container, names .
 		}
 	}
 	for _, e := range c.Env {
-		if strings.HasPrefix(e.Name, "KEYGATE_") && e.Value != "" && (strings.Contains(e.Name, "URL") || strings.Contains(e.Name, "TOKEN") || strings.Contains(e.Name, "PEPPER")) {
+		if strings.HasPrefix(e.Name, "KEYGATE_") && e.Value != "" && (strings.Contains(e.Name, "URL") || strings.Contains(e.Name, "TOKEN") ||
+			strings.Contains(e.Name, "PEPPER") || strings.Contains(e.Name, "SECRET")) {
 			t.Errorf("container %s: %s has a literal value", container, e.Name)
 		}
 	}
@@ -717,7 +901,11 @@ func checkRestricted(t *testing.T, spec corev1.PodSpec) {
 	}
 }
 
-func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels.Set, grpcPort, httpPort int32) {
+// checkNetworkPolicy: the policy selects the pods, lets the proxies reach
+// gRPC, monitoring HTTP and, when portalOpen, the ingress the portal (and
+// nobody the portal otherwise), and lets Keygate reach PostgreSQL, Redis and
+// DNS.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels.Set, grpcPort, httpPort, portalPort int32, portalOpen bool) {
 	t.Helper()
 	if s, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); err != nil || s.Empty() || !s.Matches(pod) {
 		t.Errorf("NetworkPolicy %s does not select the pods", np.Name)
@@ -739,6 +927,9 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels
 			t.Errorf("NetworkPolicy %s: no ingress to port %d", np.Name, p)
 		}
 	}
+	if in[portalPort] != portalOpen {
+		t.Errorf("NetworkPolicy %s: ingress to the portal port %d %v, want %v", np.Name, portalPort, in[portalPort], portalOpen)
+	}
 	out := map[string]bool{}
 	for _, r := range np.Spec.Egress {
 		for _, p := range r.Ports {
@@ -757,8 +948,9 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, pod labels
 }
 
 // mountedConfig finds the ConfigMap mounted at the --config directory,
-// decodes its keygate.yaml strictly, and checks it holds no secret.
-func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.Container) config.Config {
+// decodes its keygate.yaml strictly, and checks it holds no secret. It
+// returns the file as written (no defaults filled in) and its text.
+func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.Container) (config.Config, []byte) {
 	t.Helper()
 	dir, file := filepath.Split(ConfigPath)
 	var volume string
@@ -790,13 +982,13 @@ func mountedConfig(t *testing.T, objs []object, spec corev1.PodSpec, c *corev1.C
 		// The file as written, without defaults: did it set a secret?
 		var cfg config.Config
 		_ = yamlv3.Unmarshal([]byte(data), &cfg)
-		if cfg.Database.URL != "" || cfg.Database.Pepper != "" || cfg.Redis.URL != "" || cfg.Admin.Token != "" {
-			t.Errorf("ConfigMap %s holds a secret (database.url, database.pepper, redis.url or admin.token): they belong in the Secret", cmName)
+		if cfg.Database.URL != "" || cfg.Database.Pepper != "" || cfg.Redis.URL != "" || cfg.Admin.Token != "" || cfg.Console.OIDC.ClientSecret != "" {
+			t.Errorf("ConfigMap %s holds a secret (database.url, database.pepper, redis.url, admin.token or console.oidc.client_secret): they belong in the Secret", cmName)
 		}
-		return cfg
+		return cfg, []byte(data)
 	}
 	t.Fatalf("ConfigMap %s is mounted but not among the objects", cmName)
-	return config.Config{}
+	return config.Config{}, nil
 }
 
 // TestIstio checks the mesh's extension provider and the policy that uses
@@ -892,10 +1084,22 @@ func TestServerContract(t *testing.T) {
 	for _, c := range []struct{ name, here, server string }{
 		{"GRPCPort", ":" + strconv.Itoa(GRPCPort), d.GRPCAddr},
 		{"HTTPPort", ":" + strconv.Itoa(HTTPPort), d.HTTPAddr},
+		{"PortalPort", ":" + strconv.Itoa(PortalPort), d.Portal.Addr},
 	} {
 		if c.here != c.server {
 			t.Errorf("deploy.%s is %q, the server's default is %q", c.name, c.here, c.server)
 		}
+	}
+	// The Secret's variables are ones Keygate reads: a misspelt name would
+	// be set and ignored.
+	envNames := config.EnvNames()
+	for _, name := range slices.Sorted(maps.Keys(SecretKeys)) {
+		if !slices.Contains(envNames, name) {
+			t.Errorf("deploy.SecretKeys names %s, which Keygate does not read", name)
+		}
+	}
+	if SecretKeys[oidcSecretEnv] == "" {
+		t.Errorf("deploy.SecretKeys has no key for %s", oidcSecretEnv)
 	}
 
 	routes, literals := serverSource(t, filepath.Join("..", "server"), filepath.Join("..", "config"), filepath.Join("..", "cmd", "keygate"))

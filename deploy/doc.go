@@ -18,6 +18,12 @@ const (
 	// admin API and /authz by default (config http_addr ":9090"); the
 	// container port named "http".
 	HTTPPort = 9090
+	// PortalPort is where Keygate serves the tenants' API-keys portal
+	// (/portal/) and, when enabled, secret scanning's GitHub endpoint by
+	// default (config portal.addr ":9092"); the container port named
+	// "portal", the one port meant to be routed to from outside the
+	// cluster (portal.public_url is where users reach it).
+	PortalPort = 9092
 	// LivenessPath answers 200 while the process is alive: the liveness
 	// probe's path.
 	LivenessPath = "/healthz"
@@ -36,10 +42,16 @@ const (
 )
 
 // SecretKeys maps each secret environment variable the server reads to
-// its key in the Secret SecretName.
+// its key in the Secret SecretName. database-url and redis-url are
+// required; admin-token and database-pepper are read when present;
+// oidc-client-secret (console.oidc.client_secret) only where a deployment
+// asks for it: the chart when secret.keys.consoleOIDCClientSecret names
+// it, since the variable alone, without console.oidc's issuer, client_id
+// and roles, stops Keygate from starting.
 var SecretKeys = map[string]string{
-	"KEYGATE_DATABASE_URL":    "database-url",
-	"KEYGATE_REDIS_URL":       "redis-url",
-	"KEYGATE_ADMIN_TOKEN":     "admin-token",
-	"KEYGATE_DATABASE_PEPPER": "database-pepper",
+	"KEYGATE_DATABASE_URL":               "database-url",
+	"KEYGATE_REDIS_URL":                  "redis-url",
+	"KEYGATE_ADMIN_TOKEN":                "admin-token",
+	"KEYGATE_DATABASE_PEPPER":            "database-pepper",
+	"KEYGATE_CONSOLE_OIDC_CLIENT_SECRET": "oidc-client-secret",
 }

@@ -128,7 +128,7 @@ func TestDockerfile(t *testing.T) {
 	for _, e := range got["EXPOSE"] {
 		exposed = append(exposed, strings.Fields(e)...)
 	}
-	for _, p := range []int{GRPCPort, HTTPPort} {
+	for _, p := range []int{GRPCPort, HTTPPort, PortalPort} {
 		if !slices.Contains(exposed, strconv.Itoa(p)) && !slices.Contains(exposed, strconv.Itoa(p)+"/tcp") {
 			t.Errorf("EXPOSE %v lacks %d", exposed, p)
 		}

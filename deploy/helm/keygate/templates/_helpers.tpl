@@ -46,6 +46,7 @@ app.kubernetes.io/part-of: keygate
 
 {{/* keygate.yaml: the config values, with the listen addresses from .Values.ports. */}}
 {{- define "keygate.config" -}}
-{{- $addrs := dict "grpc_addr" (printf ":%d" (int .Values.ports.grpc)) "http_addr" (printf ":%d" (int .Values.ports.http)) -}}
+{{- $addrs := dict "grpc_addr" (printf ":%d" (int .Values.ports.grpc)) "http_addr" (printf ":%d" (int .Values.ports.http))
+      "portal" (dict "addr" (printf ":%d" (int .Values.ports.portal))) -}}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $addrs) -}}
 {{- end -}}
