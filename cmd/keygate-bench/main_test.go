@@ -104,9 +104,14 @@ func TestHarnessManyKeys(t *testing.T) {
 	// Two windows per check, far from any limit: in at most one round
 	// trip, at most two commands (fewer where a lease answered) unless
 	// Redis timed out (-race on a busy machine) and what it spent for
-	// the checks that went on without it was given back.
-	if r.TripsPer <= 0 || r.TripsPer > 1 || r.RedisPer <= 0 || r.RedisErrors == 0 && r.RedisPer > 2 {
-		t.Errorf("redis row: %.3f commands and %.3f round trips per check, %d Redis errors; want (0, 2] and (0, 1]", r.RedisPer, r.TripsPer, r.RedisErrors)
+	// the checks that went on without it was given back. The commands
+	// sent in the measured interval include those of the checks still
+	// waiting for their answer when it ends (at most one a worker), which
+	// the checks measured do not count.
+	perRound := float64(max(r.Checks, 1)) / 2 // -rounds 2; RedisPer is the rounds' median
+	maxPer := 2 + 2*8/perRound                 // two commands for each of -concurrency 8
+	if r.TripsPer <= 0 || r.TripsPer > 1 || r.RedisPer <= 0 || r.RedisErrors == 0 && r.RedisPer > maxPer {
+		t.Errorf("redis row: %.3f commands and %.3f round trips per check, %d Redis errors; want (0, %.3f] and (0, 1]", r.RedisPer, r.TripsPer, r.RedisErrors, maxPer)
 	}
 	t.Logf("redis row: %.3f commands and %.3f round trips per check, %d Redis errors", r.RedisPer, r.TripsPer, r.RedisErrors)
 	if r.RedisCPUus <= 0 || r.CPUus <= r.RedisCPUus || r.CPURatio <= 0 || len(r.ByRound) != 2 || r.ByRound[0].CPURatio <= 0 {
