@@ -109,7 +109,7 @@ func TestHarnessManyKeys(t *testing.T) {
 	// waiting for their answer when it ends (at most one a worker), which
 	// the checks measured do not count.
 	perRound := float64(max(r.Checks, 1)) / 2 // -rounds 2; RedisPer is the rounds' median
-	maxPer := 2 + 2*8/perRound                 // two commands for each of -concurrency 8
+	maxPer := 2 + 2*8/perRound                // two commands for each of -concurrency 8
 	if r.TripsPer <= 0 || r.TripsPer > 1 || r.RedisPer <= 0 || r.RedisErrors == 0 && r.RedisPer > maxPer {
 		t.Errorf("redis row: %.3f commands and %.3f round trips per check, %d Redis errors; want (0, %.3f] and (0, 1]", r.RedisPer, r.TripsPer, r.RedisErrors, maxPer)
 	}
