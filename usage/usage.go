@@ -92,7 +92,12 @@ type Recorder struct {
 
 	failures atomic.Uint64 // flushes that failed
 	written  atomic.Uint64 // key-hours written
-	failing  bool          // the last flush failed (Run's goroutine only)
+	// inFlight and usedInFlight count what a flush has taken out of the
+	// shards and not yet written or put back: still pending, so the
+	// pending gauges do not drop to zero while a write to a database that
+	// is down waits for its timeout.
+	inFlight, usedInFlight atomic.Int64
+	failing                bool // the last flush failed (Run's goroutine only)
 }
 
 // New returns a Recorder writing through w.
@@ -166,7 +171,8 @@ type Stats struct {
 
 // Stats reads the counters.
 func (r *Recorder) Stats() Stats {
-	st := Stats{FlushFailures: r.failures.Load(), Written: r.written.Load()}
+	st := Stats{FlushFailures: r.failures.Load(), Written: r.written.Load(),
+		Pending: int(r.inFlight.Load()), PendingUsed: int(r.usedInFlight.Load())}
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
@@ -280,6 +286,10 @@ func (r *Recorder) flushCounts(ctx context.Context) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	// Zeroed after the rows are back, not before: a reader may see them
+	// twice for a moment, never not at all.
+	r.inFlight.Store(int64(len(batch)))
+	defer r.inFlight.Store(0)
 	if err := r.w.AddUsage(ctx, batch); err != nil {
 		r.failures.Add(1)
 		for _, b := range batch {
@@ -345,6 +355,8 @@ func (r *Recorder) flushLastUsed(ctx context.Context) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
+	r.usedInFlight.Store(int64(len(batch)))
+	defer r.usedInFlight.Store(0)
 	if err := r.w.TouchLastUsed(ctx, batch); err != nil {
 		r.failures.Add(1)
 		for id, at := range batch {

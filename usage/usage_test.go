@@ -325,3 +325,64 @@ func TestOutageLoggedOnce(t *testing.T) {
 		t.Errorf("%d recovery lines, want 1:\n%s", n, out)
 	}
 }
+
+// stallWriter holds every write until released, then refuses it: a
+// database that is down and makes each write wait for its timeout.
+type stallWriter struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (w *stallWriter) AddUsage(context.Context, []store.UsageCount) error {
+	w.entered <- struct{}{}
+	<-w.release
+	return errors.New("database down")
+}
+
+func (w *stallWriter) TouchLastUsed(context.Context, map[string]time.Time) error {
+	w.entered <- struct{}{}
+	<-w.release
+	return errors.New("database down")
+}
+
+// TestPendingWhileAWriteWaits: what a flush has taken out to write still
+// counts as pending while the write waits on a database that is down,
+// and is pending again (not twice) once it failed.
+func TestPendingWhileAWriteWaits(t *testing.T) {
+	w := &stallWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	r := newRec(t, w)
+	r.Record("a", "acme", Allowed, base)
+	r.Record("b", "acme", Allowed, base)
+	r.Record("b", "acme", Denied, base.Add(time.Hour))
+	for _, tc := range []struct {
+		name    string
+		flush   func(context.Context) error
+		pending func(Stats) int
+	}{
+		// A counts flush hands the rows' last use to the last-use
+		// flush, so each flush is held to its own gauge.
+		{"counts", r.FlushCounts, func(st Stats) int { return st.Pending }},
+		{"last use", r.FlushLastUsed, func(st Stats) int { return st.PendingUsed }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.pending(r.Stats())
+			if before == 0 {
+				t.Fatalf("nothing pending before the flush: %+v", r.Stats())
+			}
+			done := make(chan error)
+			go func() { done <- tc.flush(t.Context()) }()
+			<-w.entered
+			if got := tc.pending(r.Stats()); got != before {
+				t.Errorf("while the write waits: %d pending, want %d as before it", got, before)
+			}
+			close(w.release)
+			if err := <-done; err == nil {
+				t.Fatal("want the writer's error")
+			}
+			w.release = make(chan struct{})
+			if got := tc.pending(r.Stats()); got != before {
+				t.Errorf("after the failed write: %d pending, want %d as before it", got, before)
+			}
+		})
+	}
+}
