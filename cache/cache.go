@@ -126,6 +126,7 @@ type Cache struct {
 	// warm: the warm start loaded every active key. partial: since then
 	// an active key's record was pushed out or could not be stored.
 	warm, partial atomic.Bool
+	closing       atomic.Bool // Close has begun
 	// staleAfter is how old the last read of the change feed may be for
 	// the cache to count as complete, in nanoseconds.
 	staleAfter int64
@@ -311,7 +312,7 @@ func (c *Cache) count() {
 // revoked or expired keys may go; an active key's makes the cache partial.
 // e is nil for a record deleted meanwhile.
 func (c *Cache) evicted(e *entry) {
-	if e != nil && e.active(c.cfg.Now().UnixNano()) {
+	if e != nil && !c.closing.Load() && e.active(c.cfg.Now().UnixNano()) {
 		c.lost()
 	}
 }
@@ -398,4 +399,9 @@ func (c *Cache) Notify() {
 // Close releases the cache's memory and goroutines. Call it once Run has
 // returned and no Lookup is in flight: ristretto must not be written to
 // after it is closed.
-func (c *Cache) Close() { c.rc.Close() }
+func (c *Cache) Close() {
+	// ristretto's Close evicts every record through OnEvict: that is not
+	// an active key pushed out for want of room.
+	c.closing.Store(true)
+	c.rc.Close()
+}

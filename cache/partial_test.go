@@ -112,3 +112,31 @@ func TestOutgrowKeepsMostUsed(t *testing.T) {
 		t.Fatalf("partial logged %d times, want once", n)
 	}
 }
+
+// TestCloseIsNotEviction: closing a cache that holds every active key
+// (ristretto's Close hands each record to OnEvict) neither logs it as
+// partial nor counts an eviction, as it did at every shutdown.
+func TestCloseIsNotEviction(t *testing.T) {
+	db := openDB(t)
+	if err := db.(store.BulkInserter).BulkInsertKeys(context.Background(), seedRecords(30)); err != nil {
+		t.Fatal(err)
+	}
+	kc, logs := newCacheLogged(t, db, Config{MaxKeys: 50, WarmStart: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { kc.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); !kc.Ready(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("cache never became ready")
+		}
+	}
+	if !kc.Complete() {
+		t.Fatalf("30 keys in a cache of 50 not complete: %+v", kc.Stats())
+	}
+	cancel()
+	<-done
+	kc.Close()
+	if st := kc.Stats(); st.Evictions != 0 || strings.Contains(logs.String(), "partial") {
+		t.Fatalf("after Close: %d evictions, log:\n%s", st.Evictions, logs)
+	}
+}
