@@ -300,9 +300,10 @@ func TestNewKeyFromAnotherReplicaDuringFlood(t *testing.T) {
 	if err != nil || got.ID != rec.ID {
 		t.Fatalf("the new key: %v %v", got.ID, err)
 	}
-	if kc.Stats().OverBudgetUnknown == spent {
-		t.Fatal("the flood was not spending the budget while the key arrived")
-	}
+	// The flood spent the budget before the key was created and still
+	// does after it arrived. (Not necessarily in between: a notice can
+	// beat a busy machine's scheduling of the flooding goroutines.)
+	eventually(t, func() bool { return kc.Stats().OverBudgetUnknown > spent })
 	t.Logf("a key created on another connection was in the cache %v later, during a flood (%d unknown keys answered, %d database look-ups)",
 		latency, denied.Load(), src.byHash.Load())
 }
