@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/keygate/keygate/internal/testrun"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/internal/testrun"
 	"github.com/keygate/keygate/server"
 )
 
@@ -297,14 +296,4 @@ func startKeygate(t *testing.T) string {
 	testrun.Start(t, srv, 30*time.Second)
 	_, ha := srv.Addrs()
 	return ha.String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/syncbuf"
+	"github.com/keygate/keygate/internal/testrun"
 	"github.com/keygate/keygate/keys"
 )
 
@@ -46,7 +47,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	addr := testrun.FreeAddr(t)
 	out := &syncbuf.Buffer{}
 	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/syncbuf"
+	"github.com/keygate/keygate/internal/testrun"
 )
 
 // repoRoot is the module root (the test runs in e2e/).
@@ -33,16 +34,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatalf("module root not found at %s: %v", root, err)
 	}
 	return root
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startProc starts cmd in its own process group and stops the group in
@@ -154,11 +145,11 @@ func startKeygate(t *testing.T, dir string) *keygate {
 	if err := os.WriteFile(cfg, []byte(keygateConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k := &keygate{bin: bin, httpAddr: freeAddr(t)}
+	k := &keygate{bin: bin, httpAddr: testrun.FreeAddr(t)}
 	k.env = append(os.Environ(),
 		"KEYGATE_CONFIG="+cfg,
 		"KEYGATE_DATABASE_URL=sqlite:"+filepath.Join(dir, "k.db"),
-		"KEYGATE_GRPC_ADDR="+freeAddr(t),
+		"KEYGATE_GRPC_ADDR="+testrun.FreeAddr(t),
 		"KEYGATE_HTTP_ADDR="+k.httpAddr,
 		"KEYGATE_PORTAL_ADDR=127.0.0.1:0",
 	)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testrun"
 )
 
 // proxy is what differs between the proxies in front of Keygate; the
@@ -71,7 +73,7 @@ func testProxy(t *testing.T, p proxy) {
 	stopKeygate := s.kg.serve(t)
 	s.app = httptest.NewServer(s.up)
 	t.Cleanup(s.app.Close)
-	listen := freeAddr(t)
+	listen := testrun.FreeAddr(t)
 	p.start(t, dir, listen, s.kg.httpAddr, strings.TrimPrefix(s.app.URL, "http://"))
 	s.f = newFront(ctx, listen)
 	up, do := s.up, s.f.do
@@ -279,7 +281,7 @@ func testProxy(t *testing.T, p proxy) {
 	t.Run("keygate's own 503 with Retry-After", func(t *testing.T) {
 		// Redis unreachable with on_redis_error: closed: every rate limit
 		// answers 503 unavailable, on the address the proxy knows.
-		s.kg.serve(t, "KEYGATE_REDIS_URL=redis://"+freeAddr(t)+"/0", "KEYGATE_LIMITS_ON_REDIS_ERROR=closed")
+		s.kg.serve(t, "KEYGATE_REDIS_URL=redis://"+testrun.FreeAddr(t)+"/0", "KEYGATE_LIMITS_ON_REDIS_ERROR=closed")
 		before := up.count()
 		r := do(t, "GET", "/api/v1/patients/42", map[string]string{"Authorization": bearer(s.reader)})
 		b := denied(t, r, 503, "unavailable")

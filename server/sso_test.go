@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"github.com/keygate/keygate/internal/testrun"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/internal/testrun"
 	"github.com/keygate/keygate/sso/ssotest"
 )
 
@@ -34,7 +33,7 @@ func TestConsoleSSO(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("%s is missing (apt-get install chromium; .ci/run installs it): %v", chromium, err)
 	}
-	httpAddr := freeLoopbackAddr(t) // the provider must know the callback before Keygate starts
+	httpAddr := testrun.FreeAddr(t) // the provider must know the callback before Keygate starts
 	base := "http://" + httpAddr
 	op := ssotest.Start(t, base+"/console/oidc/callback")
 	cfg := startSSOServer(t, httpAddr, op.Issuer)
@@ -190,8 +189,8 @@ func startSSOServer(t *testing.T, httpAddr, issuer string) config.Config {
 // does not stop Keygate; the console offers SSO, and the login says the
 // provider is down (503) instead of redirecting.
 func TestConsoleSSOProviderDown(t *testing.T) {
-	httpAddr := freeLoopbackAddr(t)
-	startSSOServer(t, httpAddr, "http://"+freeLoopbackAddr(t)) // nothing listens there
+	httpAddr := testrun.FreeAddr(t)
+	startSSOServer(t, httpAddr, "http://"+testrun.FreeAddr(t)) // nothing listens there
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + httpAddr + path)
 		if err != nil {
@@ -229,15 +228,4 @@ func newConsoleBrowser(t *testing.T, path string) func(t *testing.T) context.Con
 		t.Cleanup(cancelTimeout)
 		return ctx
 	}
-}
-
-// freeLoopbackAddr returns a loopback address with a port free now.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

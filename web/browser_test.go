@@ -7,10 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/keygate/keygate/internal/testrun"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/internal/testrun"
 	"github.com/keygate/keygate/server"
 	"github.com/keygate/keygate/store"
 )
@@ -40,20 +39,10 @@ type keygate struct {
 	db                 string // the key database's URL
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func startKeygate(t *testing.T) *keygate {
 	t.Helper()
 	dir := t.TempDir()
-	portalAddr := freePort(t)
+	portalAddr := testrun.FreeAddr(t)
 	sum := sha256.Sum256([]byte(browserViewerToken))
 	yaml := fmt.Sprintf(`
 database: {url: "sqlite:%s", poll_interval: 50ms, last_used_flush: 100ms}

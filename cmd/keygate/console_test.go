@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testrun"
 )
 
 var consoleLinkRE = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/console/link/[A-Za-z0-9_-]+`)
@@ -16,7 +18,7 @@ var consoleLinkRE = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/console/link/
 // one-time console link that signs the local operator in, once; its
 // portal listener serves the portal, refusing an admin token.
 func TestServeConsoleLink(t *testing.T) {
-	portal := freePort(t)
+	portal := testrun.FreeAddr(t)
 	p := startProc(t, map[string]string{
 		"KEYGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "k.db"),
 		"KEYGATE_PORTAL_ADDR":  portal,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,11 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/syncbuf"
-
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keygate/keygate/internal/syncbuf"
+	"github.com/keygate/keygate/internal/testrun"
 )
 
 var (
@@ -48,16 +48,6 @@ func keygateBinary(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // proc is one keygate serve process.
 type proc struct {
 	cmd                *exec.Cmd
@@ -71,7 +61,7 @@ type proc struct {
 // until /readyz says ready.
 func startProc(t *testing.T, env map[string]string) *proc {
 	t.Helper()
-	p := &proc{grpcAddr: freePort(t), httpAddr: freePort(t), logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
+	p := &proc{grpcAddr: testrun.FreeAddr(t), httpAddr: testrun.FreeAddr(t), logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(keygateBinary(t), "serve")
 	p.cmd.Env = append(os.Environ(), "KEYGATE_GRPC_ADDR="+p.grpcAddr, "KEYGATE_HTTP_ADDR="+p.httpAddr,
 		"KEYGATE_PORTAL_ADDR=127.0.0.1:0")
